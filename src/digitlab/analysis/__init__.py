@@ -1,0 +1,1 @@
+"""Analysis: model summaries, figures, reports."""

@@ -1,0 +1,176 @@
+"""TrainConfig: every setting of a training run in one typed place, and the named presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from digitlab.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
+SCHEDULES = ("none", "step", "cosine", "onecycle")
+MONITORS = ("val_acc", "val_loss")
+
+
+@dataclass
+class TrainConfig:
+    """A complete training run. Saved as config.json; feeding it back replays the run."""
+
+    model: str = "fastcnn"
+    model_kwargs: dict = field(default_factory=dict)
+    data: str = "mnist"  # "mnist" or a folder (idx files or seed-002 tensor files)
+    train_limit: int = 0  # use only the first N training images (0 = all); for quick runs
+    val_split: float = 0.1  # fraction of the training set held out for validation
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    optimizer: str = "adam"
+    lr: float = 1e-3  # peak learning rate for one-cycle
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    step_size: int = 1  # epochs between decays, for schedule "step"
+    gamma: float = 0.7  # decay factor, for schedule "step"
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    patience: int = 0  # epochs without improvement before stopping (0 = never stop early)
+    monitor: str = "val_acc"  # validation metric for best checkpoint and early stopping
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    threads: int = 0  # CPU threads for torch (0 = torch's default)
+    out_dir: str = "runs"  # parent folder of run folders
+    run_name: str = ""  # run folder name ("" = <time>-<model>)
+    preset: str = ""  # the preset this config started from, for the record
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first impossible value; return self."""
+        checks = [
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.val_split < 1, f"val_split must be in [0, 1), got {self.val_split}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.train_limit >= 0, f"train_limit must be >= 0, got {self.train_limit}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+            (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
+            (self.step_size >= 1, f"step_size must be >= 1, got {self.step_size}"),
+            (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
+            (self.threads >= 0, f"threads must be >= 0, got {self.threads}"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}",
+            ),
+            (
+                self.schedule in SCHEDULES,
+                f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}",
+            ),
+            (
+                self.monitor in MONITORS,
+                f"unknown monitor {self.monitor!r}; choose one of: {', '.join(MONITORS)}",
+            ),
+            (
+                self.monitor != "val_loss" or self.val_split > 0 or self.patience == 0,
+                "early stopping needs a validation split (val_split > 0)",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        from digitlab.models import list_models  # late import: models import torch
+
+        if self.model not in list_models():
+            raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings")
+        return cls.from_dict(values, str(path))
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    settings: dict
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset(
+        "digitlab's fastest route past 99 %: fastcnn, one-cycle Adam, large batches",
+        dict(
+            model="fastcnn",
+            optimizer="adam",
+            lr=4e-3,
+            batch_size=128,
+            epochs=2,
+            schedule="onecycle",
+            label_smoothing=0.0,
+            val_split=0.1,
+        ),
+    ),
+    "seed-000": Preset(
+        "report 000 'Digit': Adam lr 1e-3, batch 64, 10 epochs",
+        dict(model="digit", optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
+    ),
+    "seed-001": Preset(
+        "report 001 course CNN: SGD lr 0.01 momentum 0.5, batch 64, 12 epochs",
+        dict(model="coursecnn", optimizer="sgd", lr=0.01, momentum=0.5, batch_size=64, epochs=12),
+    ),
+    "seed-002": Preset(
+        "report 002 MyConvNet: Adam lr 3e-4, wd 1e-5, batch 16, <=32 epochs, patience 8, clip 10",
+        dict(
+            model="myconvnet",
+            optimizer="adam",
+            lr=3e-4,
+            weight_decay=1e-5,
+            batch_size=16,
+            epochs=32,
+            patience=8,
+            grad_clip=10.0,
+            val_split=0.1,
+        ),
+    ),
+    "seed-003-mlp": Preset(
+        "report 003 MLP: SGD lr 0.01 momentum 0.9, batch 64, 10 epochs",
+        dict(model="mlp", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, epochs=10),
+    ),
+    "seed-003-cnn": Preset(
+        "report 003 five-block CNN: SGD lr 0.01 momentum 0.9, batch 64, 10 epochs",
+        dict(model="cnn5", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, epochs=10),
+    ),
+    "seed-004": Preset(
+        "report 004 BN-CNN: Adam lr 1e-3, batch 128, 50 epochs, best by validation loss",
+        dict(model="bncnn", optimizer="adam", lr=1e-3, batch_size=128, epochs=50, monitor="val_loss"),
+    ),
+}
+
+
+def preset_config(name: str, **overrides) -> TrainConfig:
+    """A TrainConfig from a named preset, with `overrides` applied on top."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return TrainConfig.from_dict({**PRESETS[name].settings, "preset": name, **overrides})

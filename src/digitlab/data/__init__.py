@@ -1,0 +1,15 @@
+"""Data: idx files, data set sources, and the in-memory DigitData."""
+
+from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, normalize
+from digitlab.data.idx import read_idx, write_idx
+from digitlab.data.sources import load_dataset, verify_shipped
+
+__all__ = [
+    "DIGIT_CLASSES",
+    "DigitData",
+    "load_dataset",
+    "normalize",
+    "read_idx",
+    "verify_shipped",
+    "write_idx",
+]

@@ -1,0 +1,80 @@
+"""DigitData: a whole image data set held as tensors, batched by index on its device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+DIGIT_CLASSES = [str(d) for d in range(10)]
+
+
+@dataclass
+class DigitData:
+    """uint8 images (N, 28, 28) and int64 labels (N,), kept whole in memory.
+
+    Batching, shuffling and normalisation are tensor operations on `images.device`:
+    no per-sample DataLoader.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str] = field(default_factory=lambda: list(DIGIT_CLASSES))
+    name: str = "data"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: str | torch.device) -> DigitData:
+        return DigitData(self.images.to(device), self.labels.to(device), self.classes, self.name)
+
+    def subset(self, index: torch.Tensor | slice) -> DigitData:
+        return DigitData(self.images[index], self.labels[index], self.classes, self.name)
+
+    def split(self, val_fraction: float, seed: int) -> tuple[DigitData, DigitData]:
+        """Random (seeded) split into (train, validation); `val_fraction` of 0 gives an empty one."""
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        n_val = int(round(len(self) * val_fraction))
+        order = order.to(self.device)
+        return self.subset(order[n_val:]), self.subset(order[:n_val])
+
+    def pixel_stats(self) -> tuple[float, float]:
+        """Mean and standard deviation of the pixels scaled to [0, 1]."""
+        pixels = self.images.float().div_(255)
+        return pixels.mean().item(), pixels.std().item()
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle_seed: int | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (uint8 images (B, 1, 28, 28), labels) batches.
+
+        `shuffle_seed` set: a random order from that seed. `shard=(rank, world)`: this
+        rank's equal share of the order, as DistributedSampler does (the order is padded
+        by repeating from its start so every rank gets the same number of batches).
+        """
+        n = len(self)
+        if shuffle_seed is None:
+            order = torch.arange(n)
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed))
+        rank, world = shard
+        if world > 1:
+            per_rank = -(-n // world)
+            order = torch.cat([order, order[: per_rank * world - n]])[rank::world]
+        order = order.to(self.device)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            yield self.images[index].unsqueeze(1), self.labels[index]
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 (or 0..255 float) images -> float32, scaled to [0, 1] then standardised."""
+    return (images.float() / 255.0 - mean) / std

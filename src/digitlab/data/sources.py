@@ -1,0 +1,142 @@
+"""Where data comes from: the shipped MNIST, a folder of idx files, a pair of tensor files."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digitlab.data.digitdata import DigitData
+from digitlab.data.idx import read_idx
+from digitlab.errors import DataError
+
+SPLITS = ("train", "test")
+IDX_STEMS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+TENSOR_FILES = {
+    "train": ("train_data.pth", "train_labels.pth"),
+    "test": ("test_data.pth", "test_labels.pth"),
+}
+
+
+def shipped_mnist_dir() -> Path:
+    """The folder of the MNIST idx files that ship inside the package."""
+    return Path(str(resources.files("digitlab.data") / "mnist"))
+
+
+def load_dataset(source: str | Path = "mnist", split: str = "train") -> DigitData:
+    """Load one split ("train" or "test") of a data set.
+
+    `source` is "mnist" (shipped with digitlab), a folder holding the four MNIST idx files
+    (raw or .gz), or a folder holding seed-002 tensor files (train_data.pth, ...).
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if str(source) == "mnist":
+        return _from_idx_folder(shipped_mnist_dir(), split, name="mnist")
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: not a data set name or folder (known names: mnist; a folder must "
+            "hold the MNIST idx files or train_data.pth/train_labels.pth ...)"
+        )
+    if any((folder / name).exists() for name in TENSOR_FILES[split]):
+        return _from_tensor_files(folder, split)
+    return _from_idx_folder(folder, split, name=str(folder))
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    variants = [stem, stem.replace("-idx", ".idx")]
+    for name in variants:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.exists():
+                return candidate
+    raise DataError(f"{folder}: missing {stem} (or {stem}.gz); expected the four MNIST idx files")
+
+
+def _from_idx_folder(folder: Path, split: str, name: str) -> DigitData:
+    image_path, label_path = (_find_idx(folder, stem) for stem in IDX_STEMS[split])
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DataError(
+            f"{image_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}"
+        )
+    if labels.ndim != 1:
+        raise DataError(f"{label_path}: expected a 1-D label array, got shape {labels.shape}")
+    return _checked(torch.from_numpy(images), torch.from_numpy(labels), image_path, label_path, name)
+
+
+def _from_tensor_files(folder: Path, split: str) -> DigitData:
+    image_path, label_path = (folder / name for name in TENSOR_FILES[split])
+    images = _load_tensor(image_path)
+    labels = _load_tensor(label_path)
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise DataError(
+            f"{image_path}: expected images of shape N×28×28 or N×1×28×28, got {tuple(images.shape)}"
+        )
+    images = _as_uint8(images, image_path)
+    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise DataError(f"{label_path}: labels must be whole numbers")
+    return _checked(images, labels.reshape(-1), image_path, label_path, str(folder))
+
+
+def _load_tensor(path: Path) -> torch.Tensor:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a broken file
+        raise DataError(f"{path}: not a readable torch tensor file ({err})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise DataError(f"{path}: expected one tensor, found {type(obj).__name__}")
+    return obj
+
+
+def _as_uint8(images: torch.Tensor, path: Path) -> torch.Tensor:
+    """uint8 as is; float in [0, 1] scaled by 255; float or int in [0, 255] rounded."""
+    if images.dtype == torch.uint8:
+        return images
+    values = images.double()
+    low, high = values.min().item(), values.max().item()
+    if low < 0 or high > 255 or not np.isfinite(high):
+        raise DataError(
+            f"{path}: pixel values span [{low:g}, {high:g}]; expected [0, 1] or [0, 255] "
+            "(un-normalised images)"
+        )
+    if images.is_floating_point() and high <= 1.0:
+        values = values * 255
+    return values.round().to(torch.uint8)
+
+
+def _checked(images, labels, image_path, label_path, name: str) -> DigitData:
+    if len(images) != len(labels):
+        raise DataError(f"{label_path}: {len(labels)} labels but {image_path} holds {len(images)} images")
+    labels = labels.to(torch.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(
+            f"{label_path}: labels span [{labels.min().item()}, {labels.max().item()}]; expected digits 0-9"
+        )
+    return DigitData(images.contiguous(), labels, name=name)
+
+
+def verify_shipped() -> list[tuple[str, bool]]:
+    """Check each shipped MNIST file's decompressed SHA-256 against SHA256SUMS."""
+    folder = shipped_mnist_dir()
+    results = []
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        expected, name = line.split()
+        path = folder / f"{name}.gz"
+        try:
+            digest = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+        except (OSError, EOFError):
+            digest = ""
+        results.append((name, digest == expected))
+    return results

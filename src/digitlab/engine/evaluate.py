@@ -1,0 +1,54 @@
+"""Evaluation: logits for a whole data set, and loss/accuracy metrics from them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.data.digitdata import DigitData, normalize
+
+
+@dataclass
+class Metrics:
+    loss: float
+    accuracy: float
+    errors: int
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 1000
+) -> torch.Tensor:
+    """Logits (N, classes) for every image of `data`, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    for images, _ in data.batches(batch_size):
+        outputs.append(model(normalize(images.to(device), mean, std)).float())
+    model.train(was_training)
+    if not outputs:
+        return torch.empty(0, len(data.classes))
+    return torch.cat(outputs)
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
+    labels = labels.to(logits.device)
+    n = len(labels)
+    if n == 0:
+        return Metrics(float("nan"), float("nan"), 0, 0)
+    loss = F.cross_entropy(logits, labels, reduction="sum").item() / n
+    correct = (logits.argmax(1) == labels).sum().item()
+    return Metrics(loss, correct / n, n - correct, n)
+
+
+def evaluate(model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 1000) -> Metrics:
+    """Mean cross-entropy, accuracy and error count of `model` on `data`."""
+    return metrics_from_logits(predict_logits(model, data, mean, std, batch_size), data.labels)

@@ -1,0 +1,46 @@
+"""Shared fixtures: real MNIST slices and small data folders the tests write themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitlab.config import TrainConfig
+from digitlab.data import load_dataset, write_idx
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    return load_dataset("mnist", "test")
+
+
+@pytest.fixture(scope="session")
+def small_idx_dir(tmp_path_factory, mnist_test) -> Path:
+    """A folder with the four idx files (gzip'd) holding 600 train and 200 test real digits."""
+    folder = tmp_path_factory.mktemp("idx")
+    write_small_idx(folder, mnist_test)
+    return folder
+
+
+def write_small_idx(folder: Path, source, n_train: int = 600, n_test: int = 200) -> None:
+    write_idx(folder / "train-images-idx3-ubyte.gz", source.images[:n_train].numpy())
+    write_idx(folder / "train-labels-idx1-ubyte.gz", source.labels[:n_train].to(torch.uint8).numpy())
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", source.images[-n_test:].numpy())
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", source.labels[-n_test:].to(torch.uint8).numpy())
+
+
+def quick_config(tmp_path: Path, **overrides) -> TrainConfig:
+    """A seconds-long real training run on a 3,000-image MNIST slice."""
+    settings = dict(
+        model="fastcnn",
+        train_limit=3000,
+        epochs=2,
+        batch_size=64,
+        lr=3e-3,
+        schedule="onecycle",
+        out_dir=str(tmp_path / "runs"),
+        threads=1,
+    )
+    return TrainConfig(**{**settings, **overrides})

@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from digitlab.cli import main
+from digitlab.models import build_model
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+QUICK = ["--train-limit", "2000", "--epochs", "1", "--batch-size", "64", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    assert main(["train", "--out", str(out), "--name", "r", *QUICK]) == 0
+    return out / "r"
+
+
+def test_train_then_test_json(trained_run, capsys):
+    code, out, _ = run_cli(capsys, "test", trained_run, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) == {"accuracy", "loss", "errors", "n"}
+    recorded = json.loads((trained_run / "best.json").read_text())["metrics"]["test"]
+    assert result == recorded
+    code, out, _ = run_cli(capsys, "test", trained_run / "best.safetensors")
+    assert code == 0 and "test accuracy" in out and "errors" in out
+
+
+def test_config_replays_a_run_exactly(trained_run, tmp_path, capsys):
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "--config",
+        trained_run / "config.json",
+        "--out",
+        tmp_path,
+        "--name",
+        "replay",
+        "--quiet",
+    )
+    assert code == 0
+    replay = json.loads((tmp_path / "replay" / "best.json").read_text())["metrics"]
+    original = json.loads((trained_run / "best.json").read_text())["metrics"]
+    assert replay == original
+
+
+def test_preset_values_and_flag_overrides(tmp_path, capsys):
+    from digitlab.cli import build_parser, train_config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "seed-002", "--lr", "0.01"])
+    config = train_config_from_args(args)
+    assert (config.model, config.batch_size, config.patience, config.grad_clip) == ("myconvnet", 16, 8, 10.0)
+    assert config.lr == 0.01 and config.preset == "seed-002"
+
+
+def test_listing_commands(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "1,007,590" in out and "bncnn" in out
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0 and "seed-004" in out and "fast" in out
+    code, out, _ = run_cli(capsys, "summary", "digit")
+    assert code == 0 and "1,007,590" in out
+    code, out, _ = run_cli(capsys, "data", "verify")
+    assert code == 0 and out.count("ok") == 4
+
+
+def test_seed_style_pth_state_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = tmp_path / "hw7_21000000_zhangsan.pth"
+    torch.save(build_model("myconvnet").state_dict(), path)
+    code, out, _ = run_cli(capsys, "test", path, "--model", "myconvnet", "--json")
+    assert code == 0 and json.loads(out)["n"] == 10000
+    code, _, err = run_cli(capsys, "test", path)
+    assert code == 2 and "--model" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "resnet9"], "unknown model 'resnet9'"),
+        (["train", "--preset", "seed-999"], "unknown preset 'seed-999'"),
+        (["train", "--lr", "-1"], "lr must be > 0"),
+        (["train", "--val-split", "1"], "val_split must be in [0, 1)"),
+        (["train", "--batch-size", "0"], "batch_size must be >= 1"),
+        (["train", "--resume", "/nonexistent/run"], "/nonexistent/run: run folder not found"),
+        (["train", "--config", "/nonexistent/config.json"], "config file not found"),
+        (["test", "/nonexistent/best.safetensors"], "checkpoint not found"),
+        (["summary", "nope"], "unknown model 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, args, message, tmp_path):
+    code, _, err = run_cli(capsys, *args, *(["--out", tmp_path] if args[0] == "train" else []))
+    assert code == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_of_another_architecture(trained_run, tmp_path, capsys):
+    path = tmp_path / "bn.pth"
+    torch.save(build_model("bncnn").state_dict(), path)
+    code, _, err = run_cli(capsys, "test", path, "--model", "digit")
+    assert code == 2 and "do not fit model 'digit'" in err
+    code, _, err = run_cli(capsys, "test", trained_run, "--model", "bncnn")
+    assert code == 2 and "another architecture" in err
+
+
+def test_corrupt_checkpoint_and_data_are_reported_and_left_alone(trained_run, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "best.safetensors").write_bytes(b"garbage")
+    (broken / "best.json").write_text((trained_run / "best.json").read_text())
+    code, _, err = run_cli(capsys, "test", broken)
+    assert code == 2 and "not a readable safetensors file" in err
+    assert (broken / "best.safetensors").read_bytes() == b"garbage"
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "t10k-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03" + b"\0" * 10)
+    (data / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x01\x07")
+    code, _, err = run_cli(capsys, "test", trained_run, "--data", data)
+    assert code == 2 and "t10k-images-idx3-ubyte" in err and "truncated" in err
+    assert (data / "t10k-images-idx3-ubyte").read_bytes() == b"\0\0\x08\x03" + b"\0" * 10
+
+
+def test_console_script_runs_as_module():
+    done = subprocess.run([sys.executable, "-m", "digitlab", "presets"], capture_output=True, text=True)
+    assert done.returncode == 0 and "seed-001" in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "digitlab", "train", "--epochs", "0"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "epochs must be >= 1" in done.stderr

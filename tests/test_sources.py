@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from digitlab.data import load_dataset, verify_shipped, write_idx
+from digitlab.data.sources import shipped_mnist_dir
+from digitlab.errors import DataError
+
+
+def test_shipped_mnist_loads_both_splits(mnist_test):
+    train = load_dataset("mnist", "train")
+    assert len(train) == 60000 and len(mnist_test) == 10000
+    assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
+    assert mnist_test.labels[:3].tolist() == [7, 2, 1]
+
+
+def test_shipped_files_match_their_hashes():
+    results = verify_shipped()
+    assert len(results) == 4 and all(ok for _, ok in results)
+
+
+def test_idx_folder_raw_and_gzip(tmp_path, small_idx_dir):
+    data = load_dataset(small_idx_dir, "train")
+    assert len(data) == 600
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_idx(raw / "t10k-images-idx3-ubyte", data.images.numpy())
+    write_idx(raw / "t10k-labels-idx1-ubyte", data.labels.to(torch.uint8).numpy())
+    assert torch.equal(load_dataset(raw, "test").images, data.images)
+
+
+def save_pair(folder, images, labels, split="train"):
+    folder.mkdir(exist_ok=True)
+    torch.save(images, folder / f"{split}_data.pth")
+    torch.save(labels, folder / f"{split}_labels.pth")
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda x: x,  # uint8 N×28×28
+        lambda x: x.unsqueeze(1),  # N×1×28×28
+        lambda x: x.float() / 255,  # float in [0, 1]
+        lambda x: x.float(),  # float in [0, 255]
+    ],
+)
+def test_seed002_tensor_files(tmp_path, mnist_test, convert):
+    images, labels = mnist_test.images[:50], mnist_test.labels[:50]
+    save_pair(tmp_path / "t", convert(images), labels)
+    data = load_dataset(tmp_path / "t", "train")
+    assert torch.equal(data.images, images) and torch.equal(data.labels, labels)
+
+
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), "4 labels but"),
+        (torch.zeros(5, 32, 32, dtype=torch.uint8), torch.zeros(5, dtype=torch.int64), "N×28×28"),
+        (torch.full((5, 28, 28), -1.0), torch.zeros(5, dtype=torch.int64), "un-normalised"),
+        (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 12), "expected digits 0-9"),
+        (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 0.5), "whole numbers"),
+    ],
+)
+def test_bad_tensor_files(tmp_path, images, labels, message):
+    save_pair(tmp_path / "bad", images, labels)
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "bad", "train")
+
+
+def test_tensor_file_that_is_not_a_tensor(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "train_data.pth").write_bytes(b"this is not a torch file")
+    (folder / "train_labels.pth").write_bytes(b"nor this")
+    with pytest.raises(DataError, match="train_data.pth"):
+        load_dataset(folder, "train")
+
+
+def test_mismatched_idx_pair(tmp_path, small_idx_dir):
+    folder = tmp_path / "mismatch"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((10, 28, 28), np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(9, np.uint8))
+    with pytest.raises(DataError, match="9 labels but .*10 images"):
+        load_dataset(folder, "train")
+
+
+def test_missing_files_and_unknown_names(tmp_path):
+    with pytest.raises(DataError, match="missing train-images"):
+        load_dataset(tmp_path, "train")
+    with pytest.raises(DataError, match="not a data set name or folder"):
+        load_dataset("fashion-nonsense", "train")
+    with pytest.raises(DataError, match="unknown split"):
+        load_dataset("mnist", "validation")
+
+
+def test_split_is_seeded_and_disjoint(mnist_test):
+    a_train, a_val = mnist_test.split(0.1, seed=3)
+    b_train, b_val = mnist_test.split(0.1, seed=3)
+    c_train, _ = mnist_test.split(0.1, seed=4)
+    assert len(a_val) == 1000 and len(a_train) == 9000
+    assert torch.equal(a_val.images, b_val.images)
+    assert not torch.equal(a_train.labels, c_train.labels)
+
+
+def test_batches_cover_every_image_once(mnist_test):
+    data = mnist_test.subset(slice(0, 1000))
+    seen = torch.cat([labels for _, labels in data.batches(128, shuffle_seed=1)])
+    assert len(seen) == 1000 and torch.equal(seen.sort().values, data.labels.sort().values)
+    shards = [torch.cat([y for _, y in data.batches(100, 1, (rank, 3))]) for rank in range(3)]
+    assert all(len(s) == 334 for s in shards)  # 1000 padded to 1002 over three ranks
+
+
+def test_shipped_folder_is_inside_the_package():
+    assert (shipped_mnist_dir() / "SHA256SUMS").exists()

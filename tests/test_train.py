@@ -1,0 +1,109 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import quick_config
+from digitlab import load_checkpoint, train
+from digitlab.engine.train import Trainer
+from digitlab.errors import ConfigError, TrainingDiverged
+
+
+def test_short_real_training_reaches_accuracy(tmp_path):
+    result = train(quick_config(tmp_path), quiet=True)
+    assert result.test.n == 10000
+    assert result.test.accuracy > 0.94  # 2,700 images, two epochs
+    run = result.run_dir
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["model"] == "fastcnn" and meta["metrics"]["test"]["accuracy"] == result.test.accuracy
+    assert {"digitlab", "torch"} <= set(meta["versions"])
+    assert (run / "train.log").read_text().count("epoch") >= 2
+    assert json.loads((run / "config.json").read_text())["train_limit"] == 3000
+
+
+def test_same_seed_same_numbers(tmp_path):
+    first = train(quick_config(tmp_path, epochs=1, run_name="a"), quiet=True)
+    second = train(quick_config(tmp_path, epochs=1, run_name="b"), quiet=True)
+    other = train(quick_config(tmp_path, epochs=1, run_name="c", seed=1), quiet=True)
+    assert first.test == second.test
+    weights = [load_file(str(r.run_dir / "best.safetensors")) for r in (first, second, other)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
+    # dropout + momentum + a schedule: every piece of state must survive the restart
+    config = dict(model="mlp", optimizer="sgd", lr=0.02, schedule="cosine", epochs=3, train_limit=1500)
+    whole = train(quick_config(tmp_path, run_name="whole", **config), quiet=True)
+
+    real_epoch = Trainer.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", interrupted_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_config(tmp_path, run_name="cut", **config), quiet=True)
+    monkeypatch.setattr(Trainer, "train_one_epoch", real_epoch)
+    cut = tmp_path / "runs" / "cut"
+    assert len((cut / "metrics.jsonl").read_text().splitlines()) == 1
+    assert "--resume" in (cut / "train.log").read_text()
+
+    resumed = train(None, resume=cut, quiet=True)
+    assert resumed.test == whole.test
+    strip = lambda run: [
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert strip(cut) == strip(whole.run_dir)
+
+
+def test_early_stopping_keeps_best_epoch(tmp_path):
+    # lr 0 is impossible, so a tiny one: validation stops improving almost at once
+    result = train(
+        quick_config(tmp_path, epochs=6, lr=1e-7, schedule="none", patience=1, monitor="val_loss"), quiet=True
+    )
+    assert result.epochs_run < 6 and result.stopped_early
+    assert result.best_epoch == result.epochs_run - 1
+
+
+def test_diverging_loss_stops_with_message_and_keeps_checkpoint(tmp_path, monkeypatch):
+    real_epoch = Trainer.train_one_epoch
+    calls = {"n": 0}
+
+    def poisoned(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan in epoch 2"):
+        train(quick_config(tmp_path, run_name="nan", epochs=3), quiet=True)
+    checkpoint = load_checkpoint(tmp_path / "runs" / "nan")
+    assert all(torch.isfinite(p).all() for p in checkpoint.model.parameters())
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (dict(lr=-0.1), "lr must be > 0"),
+        (dict(val_split=1.0), "val_split must be in"),
+        (dict(batch_size=0), "batch_size must be >= 1"),
+        (dict(model="nope"), "unknown model 'nope'"),
+        (dict(optimizer="lbfgs"), "unknown optimizer"),
+    ],
+)
+def test_impossible_settings_are_refused_before_any_file_is_written(tmp_path, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        train(quick_config(tmp_path, **setting), quiet=True)
+    assert not (tmp_path / "runs").exists()

@@ -35,6 +35,12 @@ def test_same_seed_same_numbers(tmp_path):
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
+def epoch_rows(run):
+    """metrics.jsonl without the wall-clock seconds, which differ between runs."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
 def test_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
     # dropout + momentum + a schedule: every piece of state must survive the restart
     config = dict(model="mlp", optimizer="sgd", lr=0.02, schedule="cosine", epochs=3, train_limit=1500)
@@ -59,11 +65,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
 
     resumed = train(None, resume=cut, quiet=True)
     assert resumed.test == whole.test
-    strip = lambda run: [
-        {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
-        for line in (run / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert strip(cut) == strip(whole.run_dir)
+    assert epoch_rows(cut) == epoch_rows(whole.run_dir)
 
 
 def test_early_stopping_keeps_best_epoch(tmp_path):

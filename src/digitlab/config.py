@@ -24,7 +24,7 @@ class TrainConfig:
     val_split: float = 0.1  # fraction of the training set held out for validation
     epochs: int = 10
     batch_size: int = 128
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 500
     optimizer: str = "adam"
     lr: float = 1e-3  # peak learning rate for one-cycle
     momentum: float = 0.9  # SGD momentum
@@ -120,13 +120,13 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "fast": Preset(
-        "digitlab's fastest route past 99 %: fastcnn, one-cycle Adam, large batches",
+        "digitlab's fastest route past 99 %: fastcnn, one epoch of one-cycle Adam",
         dict(
             model="fastcnn",
             optimizer="adam",
-            lr=4e-3,
+            lr=8e-3,
             batch_size=128,
-            epochs=2,
+            epochs=1,
             schedule="onecycle",
             label_smoothing=0.0,
             val_split=0.1,

@@ -130,4 +130,4 @@ def _model_with_state(name, kwargs, state, path: Path, device: str) -> nn.Module
         raise CheckpointError(
             f"{path}: weights do not fit model {name!r} (another architecture?): {first}"
         ) from None
-    return model.to(device).eval()
+    return model.to(device, memory_format=torch.channels_last).eval()

@@ -24,7 +24,7 @@ class Metrics:
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 1000
+    model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 500
 ) -> torch.Tensor:
     """Logits (N, classes) for every image of `data`, in order, in eval mode."""
     was_training = model.training
@@ -32,7 +32,8 @@ def predict_logits(
     device = next(model.parameters()).device
     outputs = []
     for images, _ in data.batches(batch_size):
-        outputs.append(model(normalize(images.to(device), mean, std)).float())
+        inputs = normalize(images.to(device), mean, std).contiguous(memory_format=torch.channels_last)
+        outputs.append(model(inputs).float())
     model.train(was_training)
     if not outputs:
         return torch.empty(0, len(data.classes))
@@ -49,6 +50,6 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
     return Metrics(loss, correct / n, n - correct, n)
 
 
-def evaluate(model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 1000) -> Metrics:
+def evaluate(model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 500) -> Metrics:
     """Mean cross-entropy, accuracy and error count of `model` on `data`."""
     return metrics_from_logits(predict_logits(model, data, mean, std, batch_size), data.labels)

@@ -20,16 +20,17 @@ def conv_block(n_in: int, n_out: int, kernel: int) -> list[nn.Module]:
 
 @register_model("fastcnn")
 class FastCNN(nn.Module):
-    """Three pooled conv blocks, 16-32-64 channels: 99 % in one CPU epoch (about 29,500 params)."""
+    """Three pooled conv blocks, 16-32-64 channels: 99 % in one CPU epoch (about 29,000 params)."""
 
-    def __init__(self, num_classes: int = 10, width: int = 16):
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64), first_kernel: int = 5):
         super().__init__()
+        w1, w2, w3 = widths
         self.features = nn.Sequential(
-            *conv_block(1, width, 5),  # (N, w, 14, 14)
-            *conv_block(width, 2 * width, 3),  # (N, 2w, 7, 7)
-            *conv_block(2 * width, 4 * width, 3),  # (N, 4w, 3, 3)
+            *conv_block(1, w1, first_kernel),  # (N, w1, 14, 14)
+            *conv_block(w1, w2, 3),  # (N, w2, 7, 7)
+            *conv_block(w2, w3, 3),  # (N, w3, 3, 3)
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * 9, num_classes))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(w3 * 9, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -34,6 +34,10 @@ class TrainConfig:
     step_size: int = 1  # epochs between decays, for schedule "step"
     gamma: float = 0.7  # decay factor, for schedule "step"
     label_smoothing: float = 0.0
+    aug_rotate: float = 0.0  # random rotation, max degrees either way (0 = off)
+    aug_scale: float = 0.0  # random zoom, max relative change either way (0.1 = 0.9..1.1)
+    aug_shift: float = 0.0  # random shift, max pixels either way
+    aug_shear: float = 0.0  # random shear, max degrees either way
     grad_clip: float = 0.0  # max gradient norm (0 = off)
     patience: int = 0  # epochs without improvement before stopping (0 = never stop early)
     monitor: str = "val_acc"  # validation metric for best checkpoint and early stopping
@@ -55,6 +59,11 @@ class TrainConfig:
             (self.train_limit >= 0, f"train_limit must be >= 0, got {self.train_limit}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (
+                min(self.aug_rotate, self.aug_scale, self.aug_shift, self.aug_shear) >= 0,
+                "augmentation settings must be >= 0",
+            ),
+            (self.aug_scale < 1, f"aug_scale must be < 1, got {self.aug_scale}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),

@@ -40,8 +40,13 @@ class AffineAugment:
         # output -> input coordinates: rotate, then shear along x, then divide by the zoom
         a = torch.stack([cos, -sin + tan * cos], 1) / zoom[:, None]
         b = torch.stack([sin, cos + tan * sin], 1) / zoom[:, None]
-        return torch.stack([torch.cat([a[:, :1], a[:, 1:], shift[:, :1]], 1),
-                            torch.cat([b[:, :1], b[:, 1:], shift[:, 1:]], 1)], 1)
+        return torch.stack(
+            [
+                torch.cat([a[:, :1], a[:, 1:], shift[:, :1]], 1),
+                torch.cat([b[:, :1], b[:, 1:], shift[:, 1:]], 1),
+            ],
+            1,
+        )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Transform float images (N, 1, H, W) whose background is 0; returns a new tensor."""

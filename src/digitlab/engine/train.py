@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from digitlab.config import TrainConfig
+from digitlab.data.augment import AffineAugment
 from digitlab.data.digitdata import normalize
 from digitlab.data.sources import load_dataset
 from digitlab.engine import distributed
@@ -85,6 +86,7 @@ class Trainer:
         )
         self.test_data = load_dataset(config.data, "test").to(self.device)
         self.mean, self.std = self.train_data.pixel_stats()
+        self.augment = AffineAugment(config.aug_rotate, config.aug_scale, config.aug_shift, config.aug_shear)
 
         model = build_model(config.model, **config.model_kwargs).to(self.device)
         self.model = model.to(memory_format=torch.channels_last)
@@ -143,7 +145,10 @@ class Trainer:
             unit="batch",
             dynamic_ncols=True,
         )
+        augment_rng = torch.Generator(self.device).manual_seed(shuffle_seed(config.seed, self.epoch) + 1)
         for step, (images, labels) in enumerate(bar):
+            if self.augment.active:
+                images = self.augment(images.float(), augment_rng)
             inputs = normalize(images, self.mean, self.std).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
                 logits = model(inputs)

@@ -62,6 +62,7 @@ class Trainer:
         progress: bool,
         echo: Callable[[str], None],
         world: distributed.World,
+        device: torch.device,
     ):
         self.config, self.run_folder, self.progress, self.echo, self.world = (
             config,
@@ -70,10 +71,7 @@ class Trainer:
             echo,
             world,
         )
-        self.device = resolve_device(config.device)
-        if world.distributed and self.device.type == "cuda":
-            self.device = torch.device("cuda", world.local_rank)
-        distributed.init_process_group(world, self.device)
+        self.device = device
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -285,6 +283,11 @@ def train(
         progress = sys.stderr.isatty() and not quiet
     progress = progress and world.is_main
 
+    device = resolve_device(config.device)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    distributed.init_process_group(world, device)
+
     if world.is_main and resume is None:
         run = RunFolder.create(config)
     elif resume is None:
@@ -296,7 +299,7 @@ def train(
         if not quiet:
             tqdm.write(line)
 
-    trainer = Trainer(config, run, progress, echo, world)
+    trainer = Trainer(config, run, progress, echo, world, device)
     if resume is not None:
         trainer.load_state(run.load_last())
         trainer.history = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]

@@ -13,17 +13,47 @@ from digitlab.cli import main
 # `digit` has neither BatchNorm nor dropout, so two ranks that each see half of every
 # batch compute the averaged gradient of the single-process batch (up to float rounding,
 # which SGD, unlike Adam, does not blow up for near-zero gradients).
-FLAGS = ["--model", "digit", "--train-limit", "2000", "--epochs", "2", "--batch-size", "60",
-         "--optimizer", "sgd", "--lr", "0.05", "--threads", "1", "--quiet"]
+FLAGS = [
+    "--model",
+    "digit",
+    "--train-limit",
+    "2000",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "60",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
     assert main(["train", *FLAGS, "--out", str(tmp_path), "--name", "single"]) == 0
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "digitlab", "train", *FLAGS, "--out", str(tmp_path), "--name", "ddp"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "digitlab",
+            "train",
+            *FLAGS,
+            "--out",
+            str(tmp_path),
+            "--name",
+            "ddp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     single, ddp = tmp_path / "single", tmp_path / "ddp"

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, dest=dest, type=kind, default=None, help=text)
     train.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum for SGD")
     train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    train.add_argument("--report", action="store_true", help="write report.html/report.md at the end")
     train.set_defaults(handler=cmd_train)
 
     test = commands.add_parser(
@@ -75,6 +76,56 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.set_defaults(handler=cmd_test)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="train a grid of settings and tabulate the results",
+        description="Train one run per point of a grid: give several comma-separated values to any "
+        "training flag (e.g. --lr 1e-3,5e-4,1e-4 --batch-size 64,128). Writes a sweep folder with "
+        "the results table (Markdown, CSV), an overlay of all curves and a report. "
+        "--resume SWEEP_DIR continues an interrupted sweep.",
+    )
+    sweep.add_argument("--preset", default=None, help="base set-up (default fast)")
+    sweep.add_argument("--config", type=Path, help="base set-up from a run's config.json")
+    sweep.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    for flag, dest, _, text in TRAIN_FLAGS:
+        sweep.add_argument(flag, dest=dest, default=None, help=f"{text}; comma-separated for several")
+    sweep.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum for SGD")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    compare = commands.add_parser(
+        "compare",
+        help="results table of several runs",
+        description="Print the best/last-epoch results table of several runs; write it as Markdown and CSV.",
+    )
+    compare.add_argument("runs", type=Path, nargs="+", help="run folders")
+    compare.add_argument("--out", type=Path, default=Path("."), help="folder for compare.md/compare.csv")
+    compare.set_defaults(handler=cmd_compare)
+
+    audit = commands.add_parser(
+        "audit",
+        help="find images whose labels are most likely wrong",
+        description="Rank test (or training) images by how likely their label is wrong, using "
+        "confident learning (cleanlab) on the checkpoints' predictions. Training images are scored "
+        "out-of-fold: only by checkpoints whose validation split held them out.",
+    )
+    audit.add_argument("checkpoints", type=Path, nargs="+", help="run folders or best.safetensors files")
+    audit.add_argument("--split", choices=("test", "train"), default="test", help="which images to audit")
+    audit.add_argument("--data", default="mnist", help="data set of the test split (default mnist)")
+    audit.add_argument("--top", type=int, default=25, help="issues to print and show in the grid")
+    audit.add_argument("--out", type=Path, default=Path("audit"), help="folder for the CSV and grid")
+    audit.set_defaults(handler=cmd_audit)
+
+    report = commands.add_parser(
+        "report",
+        help="write the experiment report of a run",
+        description="Write report.html (self-contained) and report.md (figures in figures/) "
+        "into a run folder.",
+    )
+    report.add_argument("run_dir", type=Path, help="run folder")
+    report.add_argument("--mistakes", type=int, default=25, help="misclassified digits to show")
+    report.set_defaults(handler=cmd_report)
 
     models = commands.add_parser("models", help="list the architectures")
     models.set_defaults(handler=cmd_models)
@@ -114,9 +165,60 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(None, resume=args.resume, quiet=args.quiet)
     else:
         result = train(train_config_from_args(args), quiet=args.quiet)
-    if result.run_dir and not args.quiet:
+    if args.report:
+        from digitlab.analysis.report import write_report
+
+        html_path, _ = write_report(result.run_dir)
+        if not args.quiet:
+            print(f"report:     {html_path}")
+    if not args.quiet:
         print(f"run folder: {result.run_dir}")
         print(f"test it:    digitlab test {result.run_dir}")
+    return 0
+
+
+def sweep_grid_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, list]]:
+    """Split each training flag's comma-separated values: single values set the base config."""
+    kinds = {dest: (flag, kind) for flag, dest, kind, _ in TRAIN_FLAGS}
+    grid, single = {}, {}
+    for dest, (flag, kind) in kinds.items():
+        text = getattr(args, dest)
+        if text is None:
+            continue
+        try:
+            values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(f"{flag}: cannot read {text!r} as {kind.__name__} values") from None
+        if len(values) > 1:
+            grid[dest] = values
+        elif values:
+            single[dest] = values[0]
+    for dest, value in single.items():
+        setattr(args, dest, value)
+    for dest in grid:
+        setattr(args, dest, None)
+    return train_config_from_args(args), grid
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from digitlab.engine.sweep import run_sweep, start_sweep
+
+    folder = args.resume or start_sweep(*sweep_grid_from_args(args))
+    result = run_sweep(folder, quiet=args.quiet)
+    from digitlab.analysis.compare import markdown_table
+
+    print(markdown_table(result.rows))
+    print(f"sweep folder: {result.folder} (results.md, results.csv, curves.png, report.html)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from digitlab.analysis.compare import compare_runs, markdown_table, write_tables
+
+    rows = compare_runs(args.runs)
+    print(markdown_table(rows))
+    md_path, csv_path = write_tables(rows, args.out, "compare")
+    print(f"wrote {md_path} and {csv_path}")
     return 0
 
 
@@ -137,6 +239,35 @@ def cmd_test(args: argparse.Namespace) -> int:
             f"{checkpoint.path}: test accuracy {metrics.accuracy * 100:.2f}%  "
             f"loss {metrics.loss:.4f}  errors {metrics.errors} of {metrics.n}"
         )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from digitlab.analysis.audit import audit_labels, write_audit
+    from digitlab.engine.checkpoint import load_checkpoint
+
+    checkpoints = [load_checkpoint(path) for path in args.checkpoints]
+    result = audit_labels(checkpoints, args.split, args.data, args.top)
+    print(
+        f"{result.flagged} of {result.scored:,} {args.split} images flagged as label issues by confident "
+        f"learning; the {min(args.top, len(result.rows))} with the lowest label quality:"
+    )
+    for row in result.rows[: args.top]:
+        flag = "  flagged" if row["flagged"] else ""
+        print(
+            f"  {args.split} #{row['index']:<6} given {row['given']}  suggested {row['suggested']}  "
+            f"p(given) {row['p_given']:.3f}{flag}"
+        )
+    csv_path, grid_path = write_audit(result, args.out, args.split, args.top)
+    print(f"wrote {csv_path} and {grid_path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from digitlab.analysis.report import write_report
+
+    html_path, md_path = write_report(args.run_dir, mistakes=args.mistakes)
+    print(f"wrote {html_path}\nwrote {md_path}")
     return 0
 
 

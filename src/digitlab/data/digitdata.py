@@ -38,10 +38,8 @@ class DigitData:
 
     def split(self, val_fraction: float, seed: int) -> tuple[DigitData, DigitData]:
         """Random (seeded) split into (train, validation); `val_fraction` of 0 gives an empty one."""
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        n_val = int(round(len(self) * val_fraction))
-        order = order.to(self.device)
-        return self.subset(order[n_val:]), self.subset(order[:n_val])
+        train_index, val_index = split_indices(len(self), val_fraction, seed)
+        return self.subset(train_index.to(self.device)), self.subset(val_index.to(self.device))
 
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and standard deviation of the pixels scaled to [0, 1]."""
@@ -73,6 +71,13 @@ class DigitData:
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             yield self.images[index].unsqueeze(1), self.labels[index]
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) indices of a seeded random split of n items."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(n * val_fraction))
+    return order[n_val:], order[:n_val]
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:

@@ -245,6 +245,8 @@ class Trainer:
         best = load_checkpoint(run.best_stem.with_suffix(".safetensors"), device=str(self.device))
         best_val = best.meta["metrics"]["val"]
         test = evaluate(best.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
+        # reported beside the best checkpoint's (as report 004 does); never used to choose
+        test_last = evaluate(self.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
         result = TrainResult(run.path, self.best_epoch, best_val, test, self.epoch, stopped_early, seconds)
         if self.world.is_main:
             meta = {k: v for k, v in best.meta.items() if k != "versions"}
@@ -257,6 +259,7 @@ class Trainer:
                     "stopped_early": stopped_early,
                     "val": best_val,
                     "test": test.to_dict(),
+                    "test_last": test_last.to_dict(),
                     "train_seconds": round(seconds, 3),
                 }
             )

@@ -1,0 +1,118 @@
+"""Find the images whose labels are most likely wrong (confident learning, via cleanlab).
+
+Test images are scored with the (ensembled) predictions of the checkpoints, which never
+saw them. Training images are scored out-of-fold: each checkpoint predicts only the
+images its own validation split held out, so no image is judged by a model trained on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.analysis import figures
+from digitlab.analysis.predictions import Predictions, predict
+from digitlab.data.digitdata import split_indices
+from digitlab.data.sources import load_dataset
+from digitlab.engine.checkpoint import Checkpoint
+from digitlab.errors import DigitlabError
+from digitlab.fileio import atomic_write_text
+
+
+@dataclass
+class AuditResult:
+    rows: list[dict]  # images ranked by label quality, most likely wrong first
+    scored: int  # how many images were scored
+    flagged: int  # how many confident learning flags as label issues
+    images: np.ndarray  # (len(rows), 28, 28) the images of the rows, for the grid
+
+
+def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np.ndarray]:
+    """Out-of-fold predictions for the training images some checkpoint held out; and their indices."""
+    total, count, full = None, None, None
+    for checkpoint in checkpoints:
+        config = checkpoint.meta.get("config")
+        if not config or not config.get("val_split"):
+            raise DigitlabError(
+                f"{checkpoint.path}: no validation split recorded; cannot audit training labels"
+            )
+        data = load_dataset(config["data"], "train")
+        if config.get("train_limit"):
+            data = data.subset(slice(0, config["train_limit"]))
+        if full is None:
+            full, total, count = data, np.zeros((len(data), len(data.classes))), np.zeros(len(data))
+        elif len(data) != len(full):
+            raise DigitlabError(f"{checkpoint.path}: trained on a different training set than the others")
+        _, held_out = split_indices(len(data), config["val_split"], config["seed"])
+        total[held_out.numpy()] += predict([checkpoint], data.subset(held_out)).probabilities
+        count[held_out.numpy()] += 1
+    covered = np.flatnonzero(count)
+    subset = full.subset(covered)
+    probabilities = total[covered] / count[covered, None]
+    return Predictions(probabilities, subset.labels.numpy(), subset.images.numpy(), full.classes), covered
+
+
+def audit_labels(
+    checkpoints: list[Checkpoint], split: str = "test", data: str = "mnist", top: int = 25
+) -> AuditResult:
+    """Rank the images of `split` by label quality (cleanlab's self-confidence), lowest first.
+
+    Returns the `top` lowest, or every image cleanlab's confident learning flags as a label
+    issue if there are more; each row says whether it was flagged.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    if split == "test":
+        predictions = predict(checkpoints, load_dataset(data, "test"))
+        index = np.arange(len(predictions.labels))
+    elif split == "train":
+        predictions, index = held_out_predictions(checkpoints)
+    else:
+        raise DigitlabError(f"unknown split {split!r}; expected test or train")
+    probs, labels = predictions.probabilities, predictions.labels
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    order = np.argsort(quality, kind="stable")[: max(top, int(flagged.sum()))]
+    rows = [
+        {
+            "split": split,
+            "index": int(index[i]),
+            "given": predictions.classes[labels[i]],
+            "suggested": predictions.classes[probs[i].argmax()],
+            "label_quality": round(float(quality[i]), 6),
+            "p_given": round(float(probs[i, labels[i]]), 6),
+            "p_suggested": round(float(probs[i].max()), 6),
+            "flagged": bool(flagged[i]),
+        }
+        for i in order
+    ]
+    return AuditResult(rows, len(labels), int(flagged.sum()), predictions.images[order])
+
+
+def write_audit(result: AuditResult, folder: Path, split: str, grid_size: int = 25) -> tuple[Path, Path]:
+    """CSV of every suspected issue and a grid of the most likely ones (given vs suggested)."""
+    import csv
+    import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    fields = ["split", "index", "given", "suggested", "label_quality", "p_given", "p_suggested", "flagged"]
+    writer = csv.DictWriter(buffer, fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(result.rows)
+    csv_path = folder / f"label_issues_{split}.csv"
+    atomic_write_text(csv_path, buffer.getvalue())
+    shown = result.rows[:grid_size]
+    captions = [
+        f"#{r['index']}: {r['given']} → {r['suggested']}{' *' if r['flagged'] else ''}" for r in shown
+    ]
+    grid = figures.digit_grid(
+        result.images[: len(shown)],
+        captions,
+        folder / f"label_issues_{split}.png",
+        f"{split} images whose label is most likely wrong (given → suggested)",
+    )
+    return csv_path, grid

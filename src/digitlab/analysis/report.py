@@ -1,0 +1,216 @@
+"""The experiment report of a run folder, written by the tool: report.html and report.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.analysis import figures
+from digitlab.analysis.document import Document
+from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
+from digitlab.analysis.predictions import hardest_mistakes, predict
+from digitlab.analysis.summary import model_summary
+from digitlab.data.sources import load_dataset
+from digitlab.engine.checkpoint import load_checkpoint
+from digitlab.engine.runs import RunFolder
+from digitlab.models import build_model, count_parameters
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.2f} %"
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
+    """Write report.html (self-contained) and report.md (+ figures/) into the run folder.
+
+    A crashed or unfinished run gets a report of what exists, saying what is missing.
+    """
+    run = RunFolder.existing(run_dir)
+    config = run.config()
+    rows = run.read_metrics()
+    result = read_json(run.result_path)
+    best = read_json(run.best_stem.with_suffix(".json"))
+    figure_dir = run.path / "figures"
+    doc = Document(f"{config.model} on {config.data} — {run.path.name}")
+
+    missing = [
+        name
+        for name, present in (("metrics.jsonl", rows), ("best checkpoint", best), ("result.json", result))
+        if not present
+    ]
+    doc.heading("Summary")
+    params = count_parameters(build_model(config.model, **config.model_kwargs))
+    best_val = (result or {}).get("val") or ((best or {}).get("metrics") or {}).get("val")
+    test = (result or {}).get("test")
+    doc.table(
+        ["", ""],
+        [
+            ["data set", config.data],
+            ["model", f"{config.model} ({params:,} parameters)"],
+            ["preset", config.preset or "—"],
+            ["epochs run", f"{len(rows)} of {config.epochs}"],
+            [
+                "best epoch (by " + config.monitor + ")",
+                (result or best or {}).get("best_epoch", (best or {}).get("epoch", "—")),
+            ],
+            ["best validation accuracy", pct(best_val and best_val["accuracy"])],
+            ["test accuracy (best checkpoint, measured once)", pct(test and test["accuracy"])],
+            ["test errors", f"{test['errors']} of {test['n']}" if test else "—"],
+        ],
+    )
+    if missing:
+        doc.warning(
+            f"This run did not finish (crashed, interrupted or still running): missing "
+            f"{', '.join(missing)}. The report shows what exists."
+        )
+
+    _data_section(doc, config, figure_dir)
+    doc.heading("Model")
+    doc.code(model_summary(config.model, **config.model_kwargs))
+    _setup_section(doc, config, best)
+    _results_section(doc, rows, result, figure_dir, config.model)
+    if best:
+        _error_section(doc, run, config, figure_dir, mistakes)
+    else:
+        doc.heading("Error analysis")
+        doc.warning("No best checkpoint yet: no error analysis.")
+    _timing_section(doc, rows, result)
+    return doc.write(run.path)
+
+
+def _data_section(doc: Document, config, figure_dir: Path) -> None:
+    train = load_dataset(config.data, "train")
+    n_train = config.train_limit or len(train)
+    n_val = int(round(n_train * config.val_split))
+    test = load_dataset(config.data, "test")
+    doc.heading("Data")
+    doc.paragraph(
+        f"{config.data}: {n_train:,} training images, of which {n_val:,} ({config.val_split:.0%}) are held "
+        f"out for validation with seed {config.seed}; {len(test):,} test images, used once at the end. "
+        "Images are 28×28 greyscale, standardised with the training split's mean and deviation."
+    )
+    sample = train.images[:25].numpy()
+    captions = [f"label {train.classes[y]}" for y in train.labels[:25].tolist()]
+    doc.figure(
+        figures.digit_grid(sample, captions, figure_dir / "samples.png", "training samples"),
+        "The first 25 training images with their labels.",
+    )
+
+
+def _setup_section(doc: Document, config, best: dict | None) -> None:
+    doc.heading("Set-up")
+    doc.table(["setting", "value"], [[k, json.dumps(v)] for k, v in config.to_dict().items()])
+    if best and "versions" in best:
+        doc.paragraph("Versions: " + ", ".join(f"{k} {v}" for k, v in best["versions"].items()))
+
+
+def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) -> None:
+    doc.heading("Results")
+    if not rows:
+        doc.warning("No epoch finished: no curves.")
+        return
+    best_epoch = (result or {}).get("best_epoch")
+    doc.figure(
+        figures.training_curves(rows, best_epoch, figure_dir / "curves.png", f"{model}: training curves"),
+        "Loss and accuracy per epoch on the training and validation splits; learning rate.",
+    )
+    doc.table(
+        ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"],
+        [
+            [
+                r["epoch"],
+                num(r["train_loss"]),
+                pct(r["train_acc"]),
+                num(r["val_loss"]),
+                pct(r["val_acc"]),
+                f"{r['lr']:.2e}",
+                num(r["seconds"], 1),
+            ]
+            for r in rows
+        ],
+    )
+    if result and result.get("test_last"):
+        doc.paragraph(
+            "Test accuracy of the last epoch's weights, for comparison: "
+            f"{pct(result['test_last']['accuracy'])}."
+        )
+
+
+def _error_section(doc: Document, run: RunFolder, config, figure_dir: Path, mistakes: int) -> None:
+    checkpoint = load_checkpoint(run.path)
+    predictions = predict([checkpoint], load_dataset(config.data, "test"))
+    classes = predictions.classes
+    matrix = confusion_matrix(predictions.labels, predictions.predicted, len(classes))
+    doc.heading("Error analysis")
+    doc.paragraph(
+        f"The best checkpoint on the {len(predictions.labels):,} test images: "
+        f"{int(matrix.trace()):,} right, {int(matrix.sum() - matrix.trace())} wrong "
+        f"({pct(predictions.accuracy)})."
+    )
+    doc.figure(
+        figures.confusion_heatmap(matrix, classes, figure_dir / "confusion.png"),
+        "Confusion matrix: true label (rows) against predicted label (columns).",
+    )
+    doc.figure(
+        figures.confusion_heatmap(matrix, classes, figure_dir / "confusion_errors.png", errors_only=True),
+        "Only the mistakes: the error heat map of report 003.",
+    )
+    hardest = hardest_mistakes(predictions, mistakes)
+    captions = [
+        f"{classes[predictions.labels[i]]} → {classes[predictions.predicted[i]]} "
+        f"({predictions.probabilities[i].max():.0%})"
+        for i in hardest
+    ]
+    doc.figure(
+        figures.digit_grid(
+            predictions.images[hardest],
+            captions,
+            figure_dir / "mistakes.png",
+            f"{len(hardest)} misclassified test digits, most confident first",
+        ),
+        "Misclassified test digits: true → predicted (model confidence).",
+    )
+    pairs = confused_pairs(matrix, classes)
+    doc.paragraph(
+        "Most confused pairs (true → predicted): "
+        + (", ".join(f"{t}→{p} ({n})" for t, p, n in pairs) or "none")
+    )
+    doc.table(
+        ["class", "precision", "recall", "F1", "support"],
+        [
+            [r["class"], pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), r["support"]]
+            for r in per_class_table(matrix, classes)
+        ],
+    )
+    calib = calibration(predictions.probabilities, predictions.labels)
+    doc.figure(
+        figures.reliability_diagram(calib, figure_dir / "reliability.png"),
+        f"Calibration: expected calibration error {calib.ece * 100:.2f} % (15 bins).",
+    )
+    np.save(figure_dir / "confusion.npy", matrix)
+
+
+def _timing_section(doc: Document, rows, result) -> None:
+    doc.heading("Timings")
+    if not rows:
+        doc.paragraph("No epoch finished.")
+        return
+    seconds = [r["seconds"] for r in rows]
+    doc.paragraph(
+        f"{len(rows)} epochs, {sum(seconds):.1f} s in all ({np.mean(seconds):.1f} s per epoch, "
+        f"training and validation)"
+        + (f"; {result['train_seconds']:.1f} s for the whole loop." if result else ".")
+    )

@@ -1,0 +1,144 @@
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import quick_config
+from digitlab import load_checkpoint, train
+from digitlab.analysis.compare import compare_runs
+from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
+from digitlab.analysis.predictions import predict
+from digitlab.analysis.report import write_report
+from digitlab.cli import main
+from digitlab.engine.sweep import run_sweep, start_sweep
+from digitlab.engine.train import Trainer
+from digitlab.errors import DigitlabError
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return train(quick_config(tmp_path_factory.mktemp("analysis"), run_name="run"), quiet=True)
+
+
+def test_confusion_matrix_matches_accuracy(finished_run, mnist_test):
+    predictions = predict([load_checkpoint(finished_run.run_dir)], mnist_test)
+    matrix = confusion_matrix(predictions.labels, predictions.predicted, 10)
+    assert matrix.sum() == 10000
+    assert matrix.trace() / 10000 == pytest.approx(finished_run.test.accuracy)
+    assert matrix.sum(1).tolist() == np.bincount(mnist_test.labels.numpy()).tolist()
+    table = per_class_table(matrix, predictions.classes)
+    assert sum(r["support"] for r in table) == 10000
+    pairs = confused_pairs(matrix, predictions.classes, top=3)
+    assert pairs and pairs[0][2] == max(matrix[i, j] for i in range(10) for j in range(10) if i != j)
+
+
+def test_metrics_on_hand_made_cases():
+    matrix = confusion_matrix(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2)
+    assert matrix.tolist() == [[1, 1], [0, 2]]
+    rows = per_class_table(matrix, ["a", "b"])
+    assert rows[0]["precision"] == 1.0 and rows[0]["recall"] == 0.5 and rows[1]["precision"] == 2 / 3
+    # confidence 0.9 everywhere, 60 % right: ECE = |0.6 - 0.9| = 0.3
+    probabilities = np.tile([0.9, 0.1], (10, 1))
+    labels = np.array([0] * 6 + [1] * 4)
+    assert calibration(probabilities, labels).ece == pytest.approx(0.3)
+
+
+def assert_png(path, min_side=200):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= min_side
+
+
+def test_report_is_self_contained_and_holds_the_numbers(finished_run):
+    html_path, md_path = write_report(finished_run.run_dir)
+    html = html_path.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*['"](?!data:)""", html)  # nothing fetched from outside
+    assert f"{finished_run.test.accuracy * 100:.2f} %" in html
+    assert f"{finished_run.test.errors} of 10000" in html
+    for name in ("curves", "confusion", "confusion_errors", "mistakes", "reliability", "samples"):
+        assert_png(finished_run.run_dir / "figures" / f"{name}.png")
+        assert f"figures/{name}.png" in md_path.read_text()
+    confusion = np.load(finished_run.run_dir / "figures" / "confusion.npy")
+    assert confusion.sum() == 10000 and confusion.trace() == 10000 - finished_run.test.errors
+
+
+def test_report_of_a_crashed_run_says_what_is_missing(finished_run, tmp_path):
+    crashed = tmp_path / "crashed"
+    shutil.copytree(finished_run.run_dir, crashed)
+    for name in ("result.json", "best.json", "best.safetensors"):
+        (crashed / name).unlink()
+    html_path, _ = write_report(crashed)
+    html = html_path.read_text()
+    assert "did not finish" in html and "result.json" in html and "No best checkpoint" in html
+
+
+def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path, monkeypatch):
+    base = quick_config(tmp_path, epochs=1, train_limit=1500, run_name="sweep")
+    folder = start_sweep(base, {"lr": [1e-3, 3e-3, 1e-2]})
+    real_epoch = Trainer.train_one_epoch
+    calls = {"n": 0}
+
+    def stop_on_second_point(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", stop_on_second_point)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(folder, quiet=True)
+    monkeypatch.setattr(Trainer, "train_one_epoch", real_epoch)
+    first_result = folder / "runs" / "lr=0.001" / "result.json"
+    stamp = first_result.stat().st_mtime_ns
+
+    result = run_sweep(folder, quiet=True)
+    assert first_result.stat().st_mtime_ns == stamp  # the finished point was not trained again
+    assert [row["lr"] for row in result.rows] == [1e-3, 3e-3, 1e-2]
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == ["lr=0.001", "lr=0.003", "lr=0.01"]
+    for row in result.rows:
+        recorded = json.loads((folder / "runs" / row["run"] / "result.json").read_text())
+        assert row["best_test_acc"] == recorded["test"]["accuracy"]
+        assert row["best_epoch"] == recorded["best_epoch"]
+    csv_lines = (folder / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("run,model,optimizer,lr")
+    assert "lr=0.003" in (folder / "results.md").read_text()
+    assert_png(folder / "curves.png")
+    assert (folder / "report.html").exists()
+
+
+def test_compare_refuses_mismatched_and_unfinished_runs(finished_run, tmp_path, small_idx_dir, capsys):
+    other = train(quick_config(tmp_path, data=str(small_idx_dir), train_limit=0, epochs=1), quiet=True)
+    with pytest.raises(DigitlabError, match="different data sets"):
+        compare_runs([finished_run.run_dir, other.run_dir])
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(finished_run.run_dir, unfinished)
+    (unfinished / "result.json").unlink()
+    with pytest.raises(DigitlabError, match="has not finished"):
+        compare_runs([unfinished])
+    assert main(["compare", str(finished_run.run_dir), "--out", str(tmp_path)]) == 0
+    assert "best_test_acc" in capsys.readouterr().out and (tmp_path / "compare.csv").exists()
+    assert main(["sweep", "--lr", "1e-3", "--out", str(tmp_path)]) == 2
+    assert "several values" in capsys.readouterr().err
+
+
+def test_audit_ranks_deliberately_wrong_labels_first(finished_run, mnist_test, tmp_path):
+    from digitlab.analysis.audit import audit_labels, write_audit
+    from digitlab.data import write_idx
+
+    images, labels = mnist_test.images[:2000].numpy(), mnist_test.labels[:2000].numpy().astype(np.uint8)
+    rng = np.random.default_rng(0)
+    flipped = rng.choice(2000, 20, replace=False)
+    labels = labels.copy()
+    labels[flipped] = (labels[flipped] + rng.integers(1, 10, 20)) % 10
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+
+    result = audit_labels([load_checkpoint(finished_run.run_dir)], "test", str(tmp_path), top=30)
+    top = {row["index"] for row in result.rows[:30]}
+    assert len(top & set(flipped.tolist())) >= 16
+    assert result.flagged >= 10 and result.scored == 2000
+    csv_path, grid_path = write_audit(result, tmp_path / "audit", "test")
+    assert len(csv_path.read_text().splitlines()) == len(result.rows) + 1
+    assert_png(grid_path)

@@ -9,6 +9,7 @@ wall time of the whole `digitlab train` process. The README's preset table comes
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -20,8 +21,20 @@ from digitlab.config import PRESETS
 
 
 def run_preset(name: str, extra: list[str], out: Path) -> dict:
-    command = [sys.executable, "-m", "digitlab", "train", "--preset", name, "--quiet",
-               "--out", str(out), "--name", name, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "digitlab",
+        "train",
+        "--preset",
+        name,
+        "--quiet",
+        "--out",
+        str(out),
+        "--name",
+        name,
+        *extra,
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True)
     wall = time.perf_counter() - start
@@ -36,7 +49,7 @@ def run_preset(name: str, extra: list[str], out: Path) -> dict:
         "test_acc": round(result["test"]["accuracy"], 5),
         "test_errors": result["test"]["errors"],
         "wall_s": round(wall, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''} cpus={len(__import__('os').sched_getaffinity(0))}".strip(),
+        "machine": f"{platform.machine()} cpus={len(os.sched_getaffinity(0))}",
     }
 
 

@@ -27,25 +27,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
             name = f"seed{seed}"
-            command = [sys.executable, "-m", "digitlab", "train", "--preset", args.preset, "--seed", str(seed),
-                       "--quiet", "--out", tmp, "--name", name, *args.extra]
+            command = [
+                sys.executable,
+                "-m",
+                "digitlab",
+                "train",
+                "--preset",
+                args.preset,
+                "--seed",
+                str(seed),
+                "--quiet",
+                "--out",
+                tmp,
+                "--name",
+                name,
+                *args.extra,
+            ]
             start = time.perf_counter()
             subprocess.run(command, check=True)
             wall = time.perf_counter() - start
             result = json.loads((Path(tmp) / name / "result.json").read_text())
-            row = {"preset": args.preset, "seed": seed, "wall_s": round(wall, 2),
-                   "train_s": result["train_seconds"], "test_acc": result["test"]["accuracy"],
-                   "cpus": len(os.sched_getaffinity(0))}
+            row = {
+                "preset": args.preset,
+                "seed": seed,
+                "wall_s": round(wall, 2),
+                "train_s": result["train_seconds"],
+                "test_acc": result["test"]["accuracy"],
+                "cpus": len(os.sched_getaffinity(0)),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     walls = [r["wall_s"] for r in rows]
     accs = [r["test_acc"] for r in rows]
-    print(json.dumps({
-        "summary": args.preset, "runs": len(rows),
-        "wall_s": {"min": min(walls), "median": statistics.median(walls), "max": max(walls)},
-        "test_acc": {"min": min(accs), "median": statistics.median(accs), "max": max(accs)},
-        "all_at_least_99": all(a >= 0.99 for a in accs), "all_within_10s": all(w <= 10 for w in walls),
-    }))
+    print(
+        json.dumps(
+            {
+                "summary": args.preset,
+                "runs": len(rows),
+                "wall_s": {"min": min(walls), "median": statistics.median(walls), "max": max(walls)},
+                "test_acc": {"min": min(accs), "median": statistics.median(accs), "max": max(accs)},
+                "all_at_least_99": all(a >= 0.99 for a in accs),
+                "all_within_10s": all(w <= 10 for w in walls),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

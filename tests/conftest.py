@@ -44,3 +44,14 @@ def quick_config(tmp_path: Path, **overrides) -> TrainConfig:
         threads=1,
     )
     return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    """A real fastcnn run (about 97 % test accuracy) for the inference and serving tests."""
+    from digitlab import train
+
+    config = quick_config(
+        tmp_path_factory.mktemp("trained"), train_limit=12000, lr=8e-3, threads=0, run_name="run"
+    )
+    return train(config, quiet=True).run_dir

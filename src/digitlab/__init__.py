@@ -10,7 +10,18 @@ from digitlab.engine.train import TrainResult, train  # noqa: E402
 from digitlab.errors import DigitlabError  # noqa: E402
 from digitlab.models import build_model, list_models  # noqa: E402
 
+
+def __getattr__(name: str):
+    # Predictor pulls in Pillow and SciPy: load it on first use, not with every import
+    if name == "Predictor":
+        from digitlab.inference import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'digitlab' has no attribute {name!r}")
+
+
 __all__ = [
+    "Predictor",
     "PRESETS",
     "Checkpoint",
     "DigitData",

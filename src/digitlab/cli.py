@@ -117,6 +117,43 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, default=Path("audit"), help="folder for the CSV and grid")
     audit.set_defaults(handler=cmd_audit)
 
+    predict = commands.add_parser(
+        "predict",
+        help="read digits in users' images",
+        description="Predict the digit in each image (any format Pillow reads; any size, colour or "
+        "polarity). Give one or more checkpoints (run folders or .safetensors; several are "
+        "ensembled) followed by images or folders of images.",
+    )
+    predict.add_argument("paths", type=Path, nargs="+", metavar="CHECKPOINT|IMAGE|FOLDER")
+    predict.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--multi", action="store_true", help="images hold several digits: read them all")
+    predict.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
+    predict.set_defaults(handler=cmd_predict)
+
+    serve = commands.add_parser(
+        "serve",
+        help="web page to draw digits on, and a JSON API",
+        description="Serve a page to draw (or upload) a digit and see the model read it live, and "
+        "the API: POST /api/predict, GET /api/health, GET /api/model; OpenAPI docs at /docs.",
+    )
+    serve.add_argument("checkpoints", type=Path, nargs="+", help="run folders or .safetensors (ensembled)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
+    serve.set_defaults(handler=cmd_serve)
+
+    export = commands.add_parser(
+        "export",
+        help="export a checkpoint to ONNX",
+        description="Write an ONNX model (dynamic batch axis; input: normalised (N, 1, 28, 28) images) "
+        "and check it with ONNX Runtime against PyTorch on real test images. Needs digitlab[export].",
+    )
+    export.add_argument("checkpoint", type=Path, help="run folder or best.safetensors")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    export.add_argument("--out", type=Path, help="output file (default: beside the checkpoint)")
+    export.set_defaults(handler=cmd_export)
+
     report = commands.add_parser(
         "report",
         help="write the experiment report of a run",
@@ -260,6 +297,95 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
     csv_path, grid_path = write_audit(result, args.out, args.split, args.top)
     print(f"wrote {csv_path} and {grid_path}")
+    return 0
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def split_checkpoints_and_images(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Checkpoints (run folders, .safetensors, .pth) first; images and image folders after."""
+    checkpoints, images = [], []
+    for path in paths:
+        if path.suffix in (".safetensors", ".pth", ".pt") or (
+            path.is_dir() and (path / "config.json").exists()
+        ):
+            checkpoints.append(path)
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ConfigError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            images.extend(found)
+        elif not path.exists():
+            raise ConfigError(f"{path}: no such file or folder")
+        else:
+            images.append(path)
+    if not checkpoints:
+        raise ConfigError("give a checkpoint (run folder or .safetensors) before the images")
+    if not images:
+        raise ConfigError("give at least one image or folder of images after the checkpoint")
+    return checkpoints, images
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from digitlab.inference import Predictor
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    checkpoint_paths, image_paths = split_checkpoints_and_images(args.paths)
+    predictor = Predictor.from_paths(checkpoint_paths, tta=args.tta, top_k=args.top_k)
+    for path in image_paths:
+        if args.multi:
+            digits = predictor.predict_number(path, str(path))
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "image": str(path),
+                            "number": "".join(d.digit for d in digits),
+                            "digits": [d.to_dict() for d in digits],
+                        }
+                    )
+                )
+            else:
+                print(
+                    f"{path}: {''.join(d.digit for d in digits)}  "
+                    f"({', '.join(f'{d.digit} {d.probability:.1%}' for d in digits)})"
+                )
+            continue
+        prediction = predictor.predict(path, str(path))
+        if args.json:
+            print(json.dumps({"image": str(path), **prediction.to_dict()}))
+        else:
+            runners_up = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top[1:])
+            print(
+                f"{path}: {prediction.digit} ({prediction.probability:.1%})"
+                + (f"  then {runners_up}" if runners_up else "")
+            )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from digitlab.inference import Predictor
+    from digitlab.serve.app import create_app
+
+    app = create_app(Predictor.from_paths(args.checkpoints, tta=args.tta))
+    print(f"digitlab: serving on http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitlab.inference.export import export_onnx
+
+    report = export_onnx(args.checkpoint, args.out)
+    print(f"wrote {report.path} ({report.size_bytes / 1024:.0f} KiB)")
+    print(
+        f"checked on {report.images} MNIST test images with ONNX Runtime: max |logit difference| "
+        f"{report.max_abs_diff:.2e}, same prediction on {report.agreement:.2%}"
+    )
     return 0
 
 

@@ -87,3 +87,16 @@ def test_predict_bad_input(trained_checkpoint, tmp_path, capsys):
     assert "blank.png" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "white.png")]) == 2
     assert "give a checkpoint" in capsys.readouterr().err
+
+
+def test_cli_test_ensembles_several_checkpoints(trained_checkpoint, tmp_path, capsys, mnist_test):
+    from conftest import quick_config
+    from digitlab import train
+    from digitlab.analysis.predictions import predict
+
+    other = train(quick_config(tmp_path, seed=2, epochs=1), quiet=True).run_dir
+    assert main(["test", str(trained_checkpoint), str(other), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    averaged = predict([load_checkpoint(trained_checkpoint), load_checkpoint(other)], mnist_test)
+    assert result["accuracy"] == pytest.approx(averaged.accuracy)
+    assert result["errors"] == int((averaged.predicted != averaged.labels).sum()) and result["n"] == 10000

@@ -68,9 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     test = commands.add_parser(
         "test",
         help="measure a checkpoint on a test set",
-        description="Test loss, accuracy and error count of a checkpoint on the test split.",
+        description="Test loss, accuracy and error count of a checkpoint on the test split. Several "
+        "checkpoints are tested as an ensemble that averages their probabilities.",
     )
-    test.add_argument("checkpoint", type=Path, help="run folder, best.safetensors, or a seed .pth")
+    test.add_argument(
+        "checkpoints",
+        type=Path,
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="run folder, best.safetensors, or a seed .pth; several are ensembled",
+    )
     test.add_argument("--data", default="mnist", help="'mnist' or a data folder (default mnist)")
     test.add_argument("--model", help="architecture of a .pth state dict")
     test.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
@@ -262,18 +269,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from digitlab.data import load_dataset
     from digitlab.engine.checkpoint import load_checkpoint
-    from digitlab.engine.evaluate import evaluate
+    from digitlab.engine.evaluate import evaluate, evaluate_ensemble
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    checkpoint = load_checkpoint(args.checkpoint, model_name=args.model)
+    checkpoints = [load_checkpoint(path, model_name=args.model) for path in args.checkpoints]
     data = load_dataset(args.data, "test")
-    metrics = evaluate(checkpoint.model, data, checkpoint.mean, checkpoint.std, args.batch_size)
+    if len(checkpoints) == 1:
+        checkpoint = checkpoints[0]
+        metrics = evaluate(checkpoint.model, data, checkpoint.mean, checkpoint.std, args.batch_size)
+        what = str(checkpoint.path)
+    else:
+        metrics = evaluate_ensemble(checkpoints, data, args.batch_size)
+        what = f"ensemble of {len(checkpoints)}"
     if args.json:
         print(json.dumps(metrics.to_dict()))
     else:
         print(
-            f"{checkpoint.path}: test accuracy {metrics.accuracy * 100:.2f}%  "
+            f"{what}: test accuracy {metrics.accuracy * 100:.2f}%  "
             f"loss {metrics.loss:.4f}  errors {metrics.errors} of {metrics.n}"
         )
     return 0

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from digitlab.data.digitdata import DigitData
 from digitlab.engine.checkpoint import Checkpoint
-from digitlab.engine.evaluate import predict_logits
+from digitlab.engine.evaluate import ensemble_probabilities
 
 
 @dataclass
@@ -30,14 +29,8 @@ class Predictions:
 
 def predict(checkpoints: list[Checkpoint], data: DigitData) -> Predictions:
     """Softmax probabilities averaged over `checkpoints` (an ensemble when more than one)."""
-    total = None
-    for checkpoint in checkpoints:
-        logits = predict_logits(checkpoint.model, data, checkpoint.mean, checkpoint.std)
-        probabilities = torch.softmax(logits, 1).cpu().numpy().astype(np.float64)
-        total = probabilities if total is None else total + probabilities
-    return Predictions(
-        total / len(checkpoints), data.labels.cpu().numpy(), data.images.cpu().numpy(), data.classes
-    )
+    probabilities = ensemble_probabilities(checkpoints, data).numpy().astype(np.float64)
+    return Predictions(probabilities, data.labels.cpu().numpy(), data.images.cpu().numpy(), data.classes)
 
 
 def hardest_mistakes(predictions: Predictions, count: int = 25) -> np.ndarray:

@@ -53,3 +53,20 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
 def evaluate(model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 500) -> Metrics:
     """Mean cross-entropy, accuracy and error count of `model` on `data`."""
     return metrics_from_logits(predict_logits(model, data, mean, std, batch_size), data.labels)
+
+
+def ensemble_probabilities(checkpoints: list, data: DigitData, batch_size: int = 500) -> torch.Tensor:
+    """Softmax probabilities (N, classes) averaged over `checkpoints`."""
+    return sum(
+        torch.softmax(predict_logits(c.model, data, c.mean, c.std, batch_size), 1).cpu() for c in checkpoints
+    ) / len(checkpoints)
+
+
+def evaluate_ensemble(checkpoints: list, data: DigitData, batch_size: int = 500) -> Metrics:
+    """Accuracy and loss (NLL of the averaged probabilities) of checkpoints voting together."""
+    probabilities = ensemble_probabilities(checkpoints, data, batch_size)
+    labels = data.labels.cpu()
+    n = len(labels)
+    loss = -probabilities[torch.arange(n), labels].clamp_min(1e-12).log().mean().item()
+    correct = (probabilities.argmax(1) == labels).sum().item()
+    return Metrics(loss, correct / n, n - correct, n)

@@ -141,6 +141,22 @@ PRESETS: dict[str, Preset] = {
             val_split=0.1,
         ),
     ),
+    "best": Preset(
+        "digitlab's accuracy set-up: widecnn, batch augmentation, label smoothing, one-cycle Adam",
+        dict(
+            model="widecnn",
+            optimizer="adam",
+            lr=3e-3,
+            batch_size=128,
+            epochs=20,
+            schedule="onecycle",
+            label_smoothing=0.1,
+            aug_rotate=10.0,
+            aug_scale=0.1,
+            aug_shift=2.5,
+            val_split=0.1,
+        ),
+    ),
     "seed-000": Preset(
         "report 000 'Digit': Adam lr 1e-3, batch 64, 10 epochs",
         dict(model="digit", optimizer="adam", lr=1e-3, batch_size=64, epochs=10),

@@ -246,7 +246,9 @@ class Trainer:
         best_val = best.meta["metrics"]["val"]
         test = evaluate(best.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
         # reported beside the best checkpoint's (as report 004 does); never used to choose
-        test_last = evaluate(self.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
+        test_last = test
+        if self.best_epoch != self.epoch:
+            test_last = evaluate(self.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
         result = TrainResult(run.path, self.best_epoch, best_val, test, self.epoch, stopped_early, seconds)
         if self.world.is_main:
             meta = {k: v for k, v in best.meta.items() if k != "versions"}

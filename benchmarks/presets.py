@@ -11,34 +11,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import timed_train
 
 from digitlab.config import PRESETS
 
 
 def run_preset(name: str, extra: list[str], out: Path) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "digitlab",
-        "train",
-        "--preset",
-        name,
-        "--quiet",
-        "--out",
-        str(out),
-        "--name",
-        name,
-        *extra,
-    ]
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    wall = time.perf_counter() - start
-    result = json.loads((out / name / "result.json").read_text())
+    wall, result = timed_train(["--preset", name, *extra], out, name)
     return {
         "preset": name,
         "model": PRESETS[name].settings["model"],

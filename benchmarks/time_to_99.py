@@ -10,11 +10,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import timed_train
 
 
 def main() -> None:
@@ -27,26 +26,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
             name = f"seed{seed}"
-            command = [
-                sys.executable,
-                "-m",
-                "digitlab",
-                "train",
-                "--preset",
-                args.preset,
-                "--seed",
-                str(seed),
-                "--quiet",
-                "--out",
-                tmp,
-                "--name",
-                name,
-                *args.extra,
-            ]
-            start = time.perf_counter()
-            subprocess.run(command, check=True)
-            wall = time.perf_counter() - start
-            result = json.loads((Path(tmp) / name / "result.json").read_text())
+            wall, result = timed_train(
+                ["--preset", args.preset, "--seed", str(seed), *args.extra], Path(tmp), name
+            )
             row = {
                 "preset": args.preset,
                 "seed": seed,

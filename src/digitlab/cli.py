@@ -41,6 +41,22 @@ TRAIN_FLAGS = [
 ]
 
 
+def add_training_flags(parser: argparse.ArgumentParser, resume_what: str, lists: bool) -> None:
+    """--preset, --config, --resume and every TrainConfig flag; `lists`: values may be comma lists."""
+    parser.add_argument("--preset", default=None, help="named set-up (see `digitlab presets`; default fast)")
+    parser.add_argument("--config", type=Path, help="start from a run's config.json (replays it exactly)")
+    parser.add_argument(
+        "--resume", type=Path, metavar=resume_what, help="continue an interrupted run or sweep"
+    )
+    for flag, dest, kind, text in TRAIN_FLAGS:
+        if lists:
+            parser.add_argument(flag, dest=dest, default=None, help=f"{text}; comma-separated for several")
+        else:
+            parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    parser.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum for SGD")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitlab",
@@ -55,13 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model. Start from a --preset (default: fast) and override any "
         "setting with flags, replay a run with --config, or continue one with --resume.",
     )
-    train.add_argument("--preset", default=None, help="named set-up (see `digitlab presets`; default fast)")
-    train.add_argument("--config", type=Path, help="replay a run: its config.json")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
-    for flag, dest, kind, text in TRAIN_FLAGS:
-        train.add_argument(flag, dest=dest, type=kind, default=None, help=text)
-    train.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum for SGD")
-    train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    add_training_flags(train, "RUN_DIR", lists=False)
     train.add_argument("--report", action="store_true", help="write report.html/report.md at the end")
     train.set_defaults(handler=cmd_train)
 
@@ -92,13 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the results table (Markdown, CSV), an overlay of all curves and a report. "
         "--resume SWEEP_DIR continues an interrupted sweep.",
     )
-    sweep.add_argument("--preset", default=None, help="base set-up (default fast)")
-    sweep.add_argument("--config", type=Path, help="base set-up from a run's config.json")
-    sweep.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue an interrupted sweep")
-    for flag, dest, _, text in TRAIN_FLAGS:
-        sweep.add_argument(flag, dest=dest, default=None, help=f"{text}; comma-separated for several")
-    sweep.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum for SGD")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    add_training_flags(sweep, "SWEEP_DIR", lists=True)
     sweep.set_defaults(handler=cmd_sweep)
 
     compare = commands.add_parser(

@@ -109,3 +109,15 @@ def test_impossible_settings_are_refused_before_any_file_is_written(tmp_path, se
     with pytest.raises(ConfigError, match=message):
         train(quick_config(tmp_path, **setting), quiet=True)
     assert not (tmp_path / "runs").exists()
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
+    from digitlab.analysis.report import write_report
+
+    result = train(quick_config(tmp_path, val_split=0.0, epochs=2, run_name="noval"), quiet=True)
+    assert result.best_epoch == 2 and result.best_val is None and result.test.n == 10000
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["val_acc"] is None
+    assert "NaN" not in (result.run_dir / "result.json").read_text()
+    html_path, _ = write_report(result.run_dir)
+    assert f"{result.test.accuracy * 100:.2f} %" in html_path.read_text()

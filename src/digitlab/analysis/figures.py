@@ -22,13 +22,18 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _values(rows: list[dict], key: str) -> list[float]:
+    """A metric per epoch, NaN where it was not measured (no validation split)."""
+    return [float("nan") if r.get(key) is None else r[key] for r in rows]
+
+
 def training_curves(rows: list[dict], best_epoch: int | None, path: str | Path, title: str = "") -> Path:
     """Loss, accuracy and learning rate per epoch, train vs validation, best epoch marked."""
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, key, label in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "acc", "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", ms=3, label="train")
-        ax.plot(epochs, [r[f"val_{key}"] for r in rows], "o-", ms=3, label="validation")
+        ax.plot(epochs, _values(rows, f"train_{key}"), "o-", ms=3, label="train")
+        ax.plot(epochs, _values(rows, f"val_{key}"), "o-", ms=3, label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(label.split(" ")[0])
@@ -49,9 +54,9 @@ def sweep_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for label, rows in curves.items():
         epochs = [r["epoch"] for r in rows]
-        line = axes[0].plot(epochs, [r["val_loss"] for r in rows], label=label)[0]
-        axes[0].plot(epochs, [r["train_loss"] for r in rows], ls=":", color=line.get_color())
-        axes[1].plot(epochs, [r["val_acc"] for r in rows], label=label, color=line.get_color())
+        line = axes[0].plot(epochs, _values(rows, "val_loss"), label=label)[0]
+        axes[0].plot(epochs, _values(rows, "train_loss"), ls=":", color=line.get_color())
+        axes[1].plot(epochs, _values(rows, "val_acc"), label=label, color=line.get_color())
     axes[0].set(xlabel="epoch", ylabel="loss (solid: validation, dotted: train)", title="loss")
     axes[1].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
     for ax in axes:

@@ -92,11 +92,13 @@ def _write_sweep_report(folder: Path, grid: dict, run_dirs: list[Path], rows: li
     curves = {run_dir.name: RunFolder(run_dir).read_metrics() for run_dir in run_dirs}
     doc = Document(f"sweep {folder.name}")
     doc.paragraph("Grid: " + "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in grid.items()))
-    best = max(rows, key=lambda r: r["best_val_acc"])
-    doc.paragraph(
-        f"Best on validation: {best['run']} (val acc {best['best_val_acc'] * 100:.2f} %, "
-        f"test acc {best['best_test_acc'] * 100:.2f} %)."
-    )
+    validated = [row for row in rows if row["best_val_acc"] is not None]
+    if validated:
+        best = max(validated, key=lambda r: r["best_val_acc"])
+        doc.paragraph(
+            f"Best on validation: {best['run']} (val acc {best['best_val_acc'] * 100:.2f} %, "
+            f"test acc {best['best_test_acc'] * 100:.2f} %)."
+        )
     doc.figure(
         figures.sweep_curves(curves, folder / "curves.png", f"sweep {folder.name}"),
         "Validation loss (solid), training loss (dotted) and validation accuracy per run.",

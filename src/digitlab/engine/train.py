@@ -172,8 +172,8 @@ class Trainer:
             )
         return mean_loss, correct_total / max(seen_total, 1)
 
-    def improved(self, val: Metrics) -> bool:
-        if not len(self.val_data):
+    def improved(self, val: Metrics | None) -> bool:
+        if val is None:
             return True  # no validation split: the latest epoch is the best we know
         value = val.accuracy if self.config.monitor == "val_acc" else -val.loss
         if self.best_value is None or value > self.best_value:
@@ -181,7 +181,8 @@ class Trainer:
             return True
         return False
 
-    def checkpoint_meta(self, val: Metrics | None, test: Metrics | None = None) -> dict:
+    def checkpoint_meta(self, val: Metrics | None) -> dict:
+        """best.json's content; finish() adds the test metrics once they are measured."""
         config = self.config
         return {
             "model": config.model,
@@ -190,7 +191,7 @@ class Trainer:
             "classes": self.train_data.classes,
             "dataset": config.data,
             "epoch": self.best_epoch,
-            "metrics": {"val": val.to_dict() if val else None, "test": test.to_dict() if test else None},
+            "metrics": {"val": val.to_dict() if val else None, "test": None},
             "config": config.to_dict(),
         }
 
@@ -202,14 +203,16 @@ class Trainer:
         while self.epoch < config.epochs:
             epoch_start = time.perf_counter()
             train_loss, train_acc = self.train_one_epoch()
-            val = evaluate(self.model, self.val_data, self.mean, self.std, config.eval_batch_size)
+            val = None  # without a validation split there is nothing to measure
+            if len(self.val_data):
+                val = evaluate(self.model, self.val_data, self.mean, self.std, config.eval_batch_size)
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
                 "train_loss": train_loss,
                 "train_acc": train_acc,
-                "val_loss": val.loss,
-                "val_acc": val.accuracy,
+                "val_loss": val.loss if val else None,
+                "val_acc": val.accuracy if val else None,
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - epoch_start, 3),
             }
@@ -224,10 +227,11 @@ class Trainer:
                 self.history.append(row)
                 run.write_metrics(self.history)
                 run.save_last(self.state())
+                val_text = f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  " if val else ""
                 self.echo(
                     f"epoch {self.epoch:3d}/{config.epochs}  train loss {train_loss:.4f} acc "
-                    f"{train_acc:.4f}  val loss {val.loss:.4f} acc {val.accuracy:.4f}  "
-                    f"lr {row['lr']:.2e}  {row['seconds']:.1f}s" + ("  *best" if better else "")
+                    f"{train_acc:.4f}  {val_text}lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+                    + ("  *best" if better else "")
                 )
             if config.patience and self.bad_epochs >= config.patience:
                 stopped_early = True

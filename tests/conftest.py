@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,32 @@ def write_small_idx(folder: Path, source, n_train: int = 600, n_test: int = 200)
     write_idx(folder / "train-labels-idx1-ubyte.gz", source.labels[:n_train].to(torch.uint8).numpy())
     write_idx(folder / "t10k-images-idx3-ubyte.gz", source.images[-n_test:].numpy())
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", source.labels[-n_test:].to(torch.uint8).numpy())
+
+
+@contextmanager
+def on_second_epoch(action):
+    """While active, `action(trainer)` runs before the second epoch that any Trainer starts
+    (raise KeyboardInterrupt in it to simulate Ctrl-C)."""
+    from digitlab.engine.train import Trainer
+
+    real_epoch = Trainer.train_one_epoch
+    calls = {"n": 0}
+
+    def epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            action(self)
+        return real_epoch(self)
+
+    Trainer.train_one_epoch = epoch
+    try:
+        yield
+    finally:
+        Trainer.train_one_epoch = real_epoch
+
+
+def ctrl_c(trainer) -> None:
+    raise KeyboardInterrupt
 
 
 def quick_config(tmp_path: Path, **overrides) -> TrainConfig:

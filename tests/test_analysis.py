@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import quick_config
+from conftest import ctrl_c, on_second_epoch, quick_config
 from digitlab import load_checkpoint, train
 from digitlab.analysis.compare import compare_runs
 from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
@@ -14,7 +14,6 @@ from digitlab.analysis.predictions import predict
 from digitlab.analysis.report import write_report
 from digitlab.cli import main
 from digitlab.engine.sweep import run_sweep, start_sweep
-from digitlab.engine.train import Trainer
 from digitlab.errors import DigitlabError
 
 
@@ -74,22 +73,11 @@ def test_report_of_a_crashed_run_says_what_is_missing(finished_run, tmp_path):
     assert "did not finish" in html and "result.json" in html and "No best checkpoint" in html
 
 
-def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path, monkeypatch):
+def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path):
     base = quick_config(tmp_path, epochs=1, train_limit=1500, run_name="sweep")
     folder = start_sweep(base, {"lr": [1e-3, 3e-3, 1e-2]})
-    real_epoch = Trainer.train_one_epoch
-    calls = {"n": 0}
-
-    def stop_on_second_point(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", stop_on_second_point)
-    with pytest.raises(KeyboardInterrupt):
+    with on_second_epoch(ctrl_c), pytest.raises(KeyboardInterrupt):  # Ctrl-C in the second point
         run_sweep(folder, quiet=True)
-    monkeypatch.setattr(Trainer, "train_one_epoch", real_epoch)
     first_result = folder / "runs" / "lr=0.001" / "result.json"
     stamp = first_result.stat().st_mtime_ns
 

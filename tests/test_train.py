@@ -4,9 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import quick_config
+from conftest import ctrl_c, on_second_epoch, quick_config
 from digitlab import load_checkpoint, train
-from digitlab.engine.train import Trainer
 from digitlab.errors import ConfigError, TrainingDiverged
 
 
@@ -41,24 +40,13 @@ def epoch_rows(run):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
     # dropout + momentum + a schedule: every piece of state must survive the restart
     config = dict(model="mlp", optimizer="sgd", lr=0.02, schedule="cosine", epochs=3, train_limit=1500)
     whole = train(quick_config(tmp_path, run_name="whole", **config), quiet=True)
 
-    real_epoch = Trainer.train_one_epoch
-    calls = {"n": 0}
-
-    def interrupted_epoch(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", interrupted_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with on_second_epoch(ctrl_c), pytest.raises(KeyboardInterrupt):
         train(quick_config(tmp_path, run_name="cut", **config), quiet=True)
-    monkeypatch.setattr(Trainer, "train_one_epoch", real_epoch)
     cut = tmp_path / "runs" / "cut"
     assert len((cut / "metrics.jsonl").read_text().splitlines()) == 1
     assert "--resume" in (cut / "train.log").read_text()
@@ -77,19 +65,12 @@ def test_early_stopping_keeps_best_epoch(tmp_path):
     assert result.best_epoch == result.epochs_run - 1
 
 
-def test_diverging_loss_stops_with_message_and_keeps_checkpoint(tmp_path, monkeypatch):
-    real_epoch = Trainer.train_one_epoch
-    calls = {"n": 0}
+def test_diverging_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
+    def poison(trainer) -> None:
+        with torch.no_grad():
+            next(trainer.model.parameters()).fill_(float("nan"))
 
-    def poisoned(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            with torch.no_grad():
-                next(self.model.parameters()).fill_(float("nan"))
-        return real_epoch(self)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", poisoned)
-    with pytest.raises(TrainingDiverged, match="loss became nan in epoch 2"):
+    with on_second_epoch(poison), pytest.raises(TrainingDiverged, match="loss became nan in epoch 2"):
         train(quick_config(tmp_path, run_name="nan", epochs=3), quiet=True)
     checkpoint = load_checkpoint(tmp_path / "runs" / "nan")
     assert all(torch.isfinite(p).all() for p in checkpoint.model.parameters())

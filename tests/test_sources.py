@@ -113,3 +113,41 @@ def test_batches_cover_every_image_once(mnist_test):
 
 def test_shipped_folder_is_inside_the_package():
     assert (shipped_mnist_dir() / "SHA256SUMS").exists()
+
+
+def test_keras_npz_layout(tmp_path, mnist_test):
+    path = tmp_path / "mnist.npz"
+    images, labels = mnist_test.images.numpy(), mnist_test.labels.numpy()
+    np.savez(path, x_train=images[:300], y_train=labels[:300], x_test=images[300:400], y_test=labels[300:400])
+    train, test = load_dataset(path, "train"), load_dataset(path, "test")
+    assert len(train) == 300 and len(test) == 100
+    assert torch.equal(test.images, mnist_test.images[300:400])
+    np.savez(
+        tmp_path / "float.npz",
+        x_train=images[:10, :, :, None] / 255.0,
+        y_train=labels[:10],
+        x_test=images[:1],
+        y_test=labels[:1],
+    )
+    assert torch.equal(load_dataset(tmp_path / "float.npz", "train").images, mnist_test.images[:10])
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x_train=np.zeros((3, 28, 28), np.uint8)), "missing array"),
+        (dict(x_train=np.zeros((3, 20, 20), np.uint8), y_train=np.zeros(3, np.uint8)), "N×28×28"),
+        (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.full(3, 11)), "expected digits 0-9"),
+        (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.zeros(2, np.int64)), "2 labels but"),
+        (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.array(["a", "b", "c"])), "integer labels"),
+    ],
+)
+def test_bad_npz_files_name_the_file_and_array(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message) as err:
+        load_dataset(path, "train")
+    assert "bad.npz" in str(err.value)
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_dataset(tmp_path / "junk.npz", "train")

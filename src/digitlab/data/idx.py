@@ -7,6 +7,7 @@ per dimension, then the values in C order, big-endian.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -42,7 +43,7 @@ def read_idx_bytes(raw: bytes, source: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{source}: truncated idx header")
     shape = struct.unpack(f">{ndim}I", raw[4:header_size])
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on absurd headers
     actual = len(raw) - header_size
     if actual != expected:
         what = "truncated" if actual < expected else "has trailing bytes"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -34,12 +35,15 @@ def load_dataset(source: str | Path = "mnist", split: str = "train") -> DigitDat
     """Load one split ("train" or "test") of a data set.
 
     `source` is "mnist" (shipped with digitlab), a folder holding the four MNIST idx files
-    (raw or .gz), or a folder holding seed-002 tensor files (train_data.pth, ...).
+    (raw or .gz), a folder holding seed-002 tensor files (train_data.pth, ...), or an .npz
+    file in Keras' mnist.npz layout (x_train, y_train, x_test, y_test).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if str(source) == "mnist":
         return _from_idx_folder(shipped_mnist_dir(), split, name="mnist")
+    if Path(source).suffix == ".npz" and Path(source).is_file():
+        return _from_npz(Path(source), split)
     folder = Path(source)
     if not folder.is_dir():
         raise DataError(
@@ -86,6 +90,40 @@ def _from_tensor_files(folder: Path, split: str) -> DigitData:
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
         raise DataError(f"{label_path}: labels must be whole numbers")
     return _checked(images, labels.reshape(-1), image_path, label_path, str(folder))
+
+
+def _from_npz(path: Path, split: str) -> DigitData:
+    """Keras' mnist.npz layout: x_train, y_train, x_test, y_test (loaded without pickle)."""
+    image_key, label_key = f"x_{split}", f"y_{split}"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in (image_key, label_key) if key not in archive.files]
+            if missing:
+                raise DataError(
+                    f"{path}: missing array(s) {', '.join(missing)}; expected x_train, y_train, "
+                    "x_test, y_test (Keras' mnist.npz layout)"
+                )
+            images, labels = archive[image_key], archive[label_key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    if images.dtype.kind not in "uif" or labels.dtype.kind not in "ui":
+        raise DataError(
+            f"{path}: {image_key} must be numeric images and {label_key} integer labels, "
+            f"got {images.dtype} and {labels.dtype}"
+        )
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{path}: {image_key} must have shape N×28×28, got {images.shape}")
+    source = f"{path}[{image_key}]"
+    pixels = _as_uint8(torch.from_numpy(np.ascontiguousarray(images)), Path(source))
+    return _checked(
+        pixels,
+        torch.from_numpy(labels.astype(np.int64).reshape(-1)),
+        source,
+        f"{path}[{label_key}]",
+        str(path),
+    )
 
 
 def _load_tensor(path: Path) -> torch.Tensor:

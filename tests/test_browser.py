@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -85,9 +86,7 @@ def draw(page, strokes):
 
 def test_drawing_a_seven_with_the_mouse_reads_seven(page):
     draw(page, [[(70, 60), (210, 60), (120, 250)]])
-    page.wait_for_function("document.getElementById('digit').textContent !== '?'", timeout=20000)
-    page.wait_for_timeout(700)  # let the last live prediction land
-    assert page.inner_text("#digit") == "7"
+    expect(page.locator("#digit")).to_have_text("7", timeout=20000)
     assert "% sure" in page.inner_text("#confidence")
     assert page.get_attribute("#seen", "src").startswith("data:image/png")
 
@@ -96,13 +95,15 @@ def test_clear_then_draw_a_one(page):
     page.click("#clear")
     assert page.inner_text("#digit") == "?"
     draw(page, [[(140, 40), (140, 240)]])
-    page.wait_for_function("document.getElementById('digit').textContent === '1'", timeout=20000)
+    expect(page.locator("#digit")).to_have_text("1", timeout=20000)
 
 
 def test_uploading_a_photo(page, tmp_path, mnist_test):
     from PIL import Image
 
+    draw(page, [[(140, 40), (140, 240)]])  # a drawing still being read when the photo arrives
     path = tmp_path / "photo.jpg"
     Image.fromarray(255 - mnist_test.images[1].numpy()).resize((300, 300)).convert("RGB").save(path)  # a 2
     page.set_input_files("#upload", str(path))
-    page.wait_for_function("document.getElementById('digit').textContent === '2'", timeout=20000)
+    expect(page.locator("#digit")).to_have_text("2", timeout=20000)
+    expect(page.locator("#confidence")).to_contain_text("% sure")

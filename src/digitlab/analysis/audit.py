@@ -7,6 +7,8 @@ images its own validation split held out, so no image is judged by a model train
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,22 +33,21 @@ class AuditResult:
 
 def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np.ndarray]:
     """Out-of-fold predictions for the training images some checkpoint held out; and their indices."""
-    total, count, full = None, None, None
-    for checkpoint in checkpoints:
-        config = checkpoint.meta.get("config")
-        if not config or not config.get("val_split"):
+    configs = [checkpoint.meta.get("config") or {} for checkpoint in checkpoints]
+    for checkpoint, config in zip(checkpoints, configs, strict=True):
+        if not config.get("val_split"):
             raise DigitlabError(
                 f"{checkpoint.path}: no validation split recorded; cannot audit training labels"
             )
-        data = load_dataset(config["data"], "train")
-        if config.get("train_limit"):
-            data = data.subset(slice(0, config["train_limit"]))
-        if full is None:
-            full, total, count = data, np.zeros((len(data), len(data.classes))), np.zeros(len(data))
-        elif len(data) != len(full):
+        if (config["data"], config.get("train_limit")) != (configs[0]["data"], configs[0].get("train_limit")):
             raise DigitlabError(f"{checkpoint.path}: trained on a different training set than the others")
-        _, held_out = split_indices(len(data), config["val_split"], config["seed"])
-        total[held_out.numpy()] += predict([checkpoint], data.subset(held_out)).probabilities
+    full = load_dataset(configs[0]["data"], "train")  # read once: every checkpoint shares it
+    if configs[0].get("train_limit"):
+        full = full.subset(slice(0, configs[0]["train_limit"]))
+    total, count = np.zeros((len(full), len(full.classes))), np.zeros(len(full))
+    for checkpoint, config in zip(checkpoints, configs, strict=True):
+        _, held_out = split_indices(len(full), config["val_split"], config["seed"])
+        total[held_out.numpy()] += predict([checkpoint], full.subset(held_out)).probabilities
         count[held_out.numpy()] += 1
     covered = np.flatnonzero(count)
     subset = full.subset(covered)
@@ -94,9 +95,6 @@ def audit_labels(
 
 def write_audit(result: AuditResult, folder: Path, split: str, grid_size: int = 25) -> tuple[Path, Path]:
     """CSV of every suspected issue and a grid of the most likely ones (given vs suggested)."""
-    import csv
-    import io
-
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     fields = ["split", "index", "given", "suggested", "label_quality", "p_given", "p_suggested", "flagged"]

@@ -75,7 +75,8 @@ def compare_runs(paths: list[str | Path]) -> list[dict]:
     return rows
 
 
-def _cell(value) -> str:
+def format_cell(value) -> str:
+    """A table cell: 4 significant digits for numbers, a dash for a missing value."""
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -86,7 +87,7 @@ def _cell(value) -> str:
 def markdown_table(rows: list[dict]) -> str:
     header = "| " + " | ".join(COLUMNS) + " |"
     rule = "|" + "|".join(" --- " for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |" for row in rows]
+    body = ["| " + " | ".join(format_cell(row[c]) for c in COLUMNS) + " |" for row in rows]
     return "\n".join([header, rule, *body]) + "\n"
 
 

@@ -9,8 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from digitlab.analysis.compare import compare_runs, write_tables
+from digitlab.analysis import figures
+from digitlab.analysis.compare import COLUMNS, compare_runs, format_cell, write_tables
+from digitlab.analysis.document import Document
 from digitlab.config import TrainConfig
+from digitlab.engine.runs import RunFolder
 from digitlab.engine.train import train
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write_json
@@ -84,11 +87,6 @@ def run_sweep(folder: str | Path, quiet: bool = False) -> SweepResult:
 
 
 def _write_sweep_report(folder: Path, grid: dict, run_dirs: list[Path], rows: list[dict]) -> None:
-    from digitlab.analysis import figures
-    from digitlab.analysis.compare import COLUMNS, _cell
-    from digitlab.analysis.document import Document
-    from digitlab.engine.runs import RunFolder
-
     curves = {run_dir.name: RunFolder(run_dir).read_metrics() for run_dir in run_dirs}
     doc = Document(f"sweep {folder.name}")
     doc.paragraph("Grid: " + "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in grid.items()))
@@ -103,5 +101,5 @@ def _write_sweep_report(folder: Path, grid: dict, run_dirs: list[Path], rows: li
         figures.sweep_curves(curves, folder / "curves.png", f"sweep {folder.name}"),
         "Validation loss (solid), training loss (dotted) and validation accuracy per run.",
     )
-    doc.table(COLUMNS, [[_cell(row[c]) for c in COLUMNS] for row in rows])
+    doc.table(COLUMNS, [[format_cell(row[c]) for c in COLUMNS] for row in rows])
     doc.write(folder)

@@ -19,7 +19,7 @@ from digitlab.data.augment import AffineAugment
 from digitlab.data.digitdata import normalize
 from digitlab.data.sources import load_dataset
 from digitlab.engine import distributed
-from digitlab.engine.checkpoint import save_checkpoint, unwrap
+from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from digitlab.engine.evaluate import Metrics, evaluate
 from digitlab.engine.optim import build_optimizer, build_scheduler
 from digitlab.engine.runs import RunFolder
@@ -242,8 +242,6 @@ class Trainer:
 
     def finish(self, stopped_early: bool, seconds: float) -> TrainResult:
         """Reload the best weights, measure them on the test set once, record the result."""
-        from digitlab.engine.checkpoint import load_checkpoint
-
         run = self.run_folder
         distributed.broadcast_object(None, self.world)  # wait until rank 0 wrote best
         best = load_checkpoint(run.best_stem.with_suffix(".safetensors"), device=str(self.device))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -455,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     except DigitlabError as err:
         print(f"digitlab: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`digitlab ... | head`): not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return 130

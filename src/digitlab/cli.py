@@ -30,6 +30,7 @@ TRAIN_FLAGS = [
     ("--aug-shift", "aug_shift", float, "augment: random shift, max pixels"),
     ("--aug-shear", "aug_shear", float, "augment: random shear, max degrees"),
     ("--grad-clip", "grad_clip", float, "clip the gradient norm to this value (0 = off)"),
+    ("--ema", "ema", float, "keep an exponential moving average of the weights, decay e.g. 0.999 (0 = off)"),
     ("--val-split", "val_split", float, "fraction of training images held out for validation"),
     ("--patience", "patience", int, "stop after this many epochs without improvement (0 = off)"),
     ("--monitor", "monitor", str, "val_acc | val_loss: picks the best checkpoint"),

@@ -39,6 +39,7 @@ class TrainConfig:
     aug_shift: float = 0.0  # random shift, max pixels either way
     aug_shear: float = 0.0  # random shear, max degrees either way
     grad_clip: float = 0.0  # max gradient norm (0 = off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off, e.g. 0.999)
     patience: int = 0  # epochs without improvement before stopping (0 = never stop early)
     monitor: str = "val_acc"  # validation metric for best checkpoint and early stopping
     seed: int = 0
@@ -65,6 +66,7 @@ class TrainConfig:
             ),
             (self.aug_scale < 1, f"aug_scale must be < 1, got {self.aug_scale}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+            (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
             (self.step_size >= 1, f"step_size must be >= 1, got {self.step_size}"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from digitlab.config import TrainConfig
@@ -93,11 +94,19 @@ class Trainer:
         self.steps_per_epoch = math.ceil(math.ceil(len(self.train_data) / world.size) / self.per_rank_batch)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
         self.ddp_model = nn.parallel.DistributedDataParallel(self.model) if world.distributed else self.model
+        self.ema = None
+        if config.ema:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
         self.epoch = 0
         self.best_value: float | None = None
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict] = []
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, checkpointed and tested: the average when --ema is on."""
+        return self.ema.module if self.ema else self.model
 
     # --- state for --resume -------------------------------------------------------------
     def state(self) -> dict:
@@ -109,6 +118,7 @@ class Trainer:
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
+            "ema": self.ema.state_dict() if self.ema else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -119,6 +129,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_value = state["epoch"], state["best_value"]
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -157,6 +169,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema:
+                self.ema.update_parameters(self.model)
             loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
@@ -203,9 +217,11 @@ class Trainer:
         while self.epoch < config.epochs:
             epoch_start = time.perf_counter()
             train_loss, train_acc = self.train_one_epoch()
-            val = None  # without a validation split there is nothing to measure
+            val = raw_val = None  # without a validation split there is nothing to measure
             if len(self.val_data):
-                val = evaluate(self.model, self.val_data, self.mean, self.std, config.eval_batch_size)
+                val = evaluate(self.eval_model, self.val_data, self.mean, self.std, config.eval_batch_size)
+                if self.ema:  # the un-averaged weights too, so the average's gain is measured
+                    raw_val = evaluate(self.model, self.val_data, self.mean, self.std, config.eval_batch_size)
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
@@ -216,6 +232,8 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - epoch_start, 3),
             }
+            if raw_val:
+                row.update(val_loss_raw=raw_val.loss, val_acc_raw=raw_val.accuracy)
             better = self.improved(val)
             if better:
                 self.best_epoch, self.bad_epochs = self.epoch, 0
@@ -223,11 +241,13 @@ class Trainer:
                 self.bad_epochs += 1
             if main:
                 if better:
-                    save_checkpoint(run.best_stem, self.model, self.checkpoint_meta(val))
+                    save_checkpoint(run.best_stem, self.eval_model, self.checkpoint_meta(val))
                 self.history.append(row)
                 run.write_metrics(self.history)
                 run.save_last(self.state())
                 val_text = f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  " if val else ""
+                if raw_val:
+                    val_text += f"(without EMA {raw_val.accuracy:.4f})  "
                 self.echo(
                     f"epoch {self.epoch:3d}/{config.epochs}  train loss {train_loss:.4f} acc "
                     f"{train_acc:.4f}  {val_text}lr {row['lr']:.2e}  {row['seconds']:.1f}s"
@@ -250,7 +270,7 @@ class Trainer:
         # reported beside the best checkpoint's (as report 004 does); never used to choose
         test_last = test
         if self.best_epoch != self.epoch:
-            test_last = evaluate(self.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
+            test_last = evaluate(self.eval_model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
         result = TrainResult(run.path, self.best_epoch, best_val, test, self.epoch, stopped_early, seconds)
         if self.world.is_main:
             meta = {k: v for k, v in best.meta.items() if k != "versions"}

@@ -57,7 +57,7 @@ def test_seed002_tensor_files(tmp_path, mnist_test, convert):
         (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), "4 labels but"),
         (torch.zeros(5, 32, 32, dtype=torch.uint8), torch.zeros(5, dtype=torch.int64), "N×28×28"),
         (torch.full((5, 28, 28), -1.0), torch.zeros(5, dtype=torch.int64), "un-normalised"),
-        (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 12), "expected digits 0-9"),
+        (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 12), "label 12 is out of range; expected 0-9"),
         (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 0.5), "whole numbers"),
     ],
 )
@@ -88,7 +88,7 @@ def test_mismatched_idx_pair(tmp_path, small_idx_dir):
 def test_missing_files_and_unknown_names(tmp_path):
     with pytest.raises(DataError, match="missing train-images"):
         load_dataset(tmp_path, "train")
-    with pytest.raises(DataError, match="not a data set name or folder"):
+    with pytest.raises(DataError, match="not a data set name, file or folder"):
         load_dataset("fashion-nonsense", "train")
     with pytest.raises(DataError, match="unknown split"):
         load_dataset("mnist", "validation")
@@ -137,7 +137,7 @@ def test_keras_npz_layout(tmp_path, mnist_test):
     [
         (dict(x_train=np.zeros((3, 28, 28), np.uint8)), "missing array"),
         (dict(x_train=np.zeros((3, 20, 20), np.uint8), y_train=np.zeros(3, np.uint8)), "N×28×28"),
-        (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.full(3, 11)), "expected digits 0-9"),
+        (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.full(3, 11)), "label 11 is out of range; expected 0-9"),
         (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.zeros(2, np.int64)), "2 labels but"),
         (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.array(["a", "b", "c"])), "integer labels"),
     ],

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from digitlab.config import PRESETS, TrainConfig, preset_config
+from digitlab.data.imagefolder import IMAGE_SUFFIXES
 from digitlab.errors import ConfigError, DigitlabError
 
 # Training flags: (flag, TrainConfig field, type, help). Unset flags leave the preset's value.
 TRAIN_FLAGS = [
     ("--model", "model", str, "architecture name (see `digitlab models`)"),
-    ("--data", "data", str, "'mnist' (shipped) or a folder of idx files / seed-002 tensor files"),
+    ("--data", "data", str, "data set name (`digitlab data list`), .npz/.csv file, or folder (idx, tensors, images)"),
     ("--epochs", "epochs", int, "number of passes over the training split"),
     ("--batch-size", "batch_size", int, "images per optimiser step (global, across ranks)"),
     ("--lr", "lr", float, "learning rate (peak rate for --schedule onecycle)"),
@@ -142,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--multi", action="store_true", help="images hold several digits: read them all")
     predict.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
+    predict.add_argument(
+        "--csv", type=Path, help="predict every row of a Kaggle-layout CSV (pixel0..pixel783) instead of images"
+    )
+    predict.add_argument(
+        "--out", type=Path, default=Path("submission.csv"), help="with --csv: the ImageId,Label file to write"
+    )
+    predict.add_argument("--overwrite", action="store_true", help="with --csv: replace an existing --out file")
     predict.set_defaults(handler=cmd_predict)
 
     serve = commands.add_parser(
@@ -189,7 +197,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="data set tools")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    verify = data_commands.add_parser("verify", help="check the shipped MNIST files against SHA256SUMS")
+    data_list = data_commands.add_parser("list", help="the named data sets and where they are")
+    data_list.set_defaults(handler=cmd_data_list)
+    info = data_commands.add_parser(
+        "info", help="sizes, classes and class balance of a data set, file or folder"
+    )
+    info.add_argument("source", help="data set name, .npz/.csv file or folder")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=cmd_data_info)
+    fetch = data_commands.add_parser(
+        "fetch",
+        help="download a named data set into the cache",
+        description="Download a data set into the cache ($DIGITLAB_DATA, else ~/.cache/digitlab), "
+        "trying its mirrors in order and verifying every file's checksum before it is used. "
+        "Offline? Download the files by hand and import them with --from DIR.",
+    )
+    fetch.add_argument("name", help="data set name (see `digitlab data list`)")
+    fetch.add_argument("--from", dest="from_dir", type=Path, metavar="DIR", help="import files downloaded by hand")
+    fetch.add_argument(
+        "--mirror", action="append", default=[], metavar="URL", help="a mirror to try first (repeatable)"
+    )
+    fetch.add_argument("--timeout", type=float, default=30.0, help="seconds without data before a mirror is dropped")
+    fetch.set_defaults(handler=cmd_data_fetch)
+    verify = data_commands.add_parser(
+        "verify", help="check a data set's files against their checksums (default: the shipped MNIST)"
+    )
+    verify.add_argument("name", nargs="?", default="mnist", help="data set name (default mnist)")
     verify.set_defaults(handler=cmd_data_verify)
     return parser
 
@@ -319,10 +352,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def split_checkpoints_and_images(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+def split_checkpoints_and_images(paths: list[Path], need_images: bool = True) -> tuple[list[Path], list[Path]]:
     """Checkpoints (run folders, .safetensors, .pth) first; images and image folders after."""
     checkpoints, images = [], []
     for path in paths:
@@ -341,7 +371,7 @@ def split_checkpoints_and_images(paths: list[Path]) -> tuple[list[Path], list[Pa
             images.append(path)
     if not checkpoints:
         raise ConfigError("give a checkpoint (run folder or .safetensors) before the images")
-    if not images:
+    if need_images and not images:
         raise ConfigError("give at least one image or folder of images after the checkpoint")
     return checkpoints, images
 
@@ -351,8 +381,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
-    checkpoint_paths, image_paths = split_checkpoints_and_images(args.paths)
+    checkpoint_paths, image_paths = split_checkpoints_and_images(args.paths, need_images=not args.csv)
     predictor = Predictor.from_paths(checkpoint_paths, tta=args.tta, top_k=args.top_k)
+    if args.csv:
+        return predict_csv(predictor, args.csv, args.out, args.overwrite)
     for path in image_paths:
         if args.multi:
             digits = predictor.predict_number(path, str(path))
@@ -381,6 +413,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"{path}: {prediction.digit} ({prediction.probability:.1%})"
                 + (f"  then {runners_up}" if runners_up else "")
             )
+    return 0
+
+
+def predict_csv(predictor, csv_path: Path, out: Path, overwrite: bool) -> int:
+    """Kaggle Digit Recognizer: predict every row of a CSV, write ImageId,Label."""
+    from digitlab.data.csvdata import read_csv_images, write_submission
+
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
+    images, labels = read_csv_images(csv_path)
+    predicted = predictor.probabilities(images).argmax(1)
+    write_submission(out, [predictor.classes[i] for i in predicted])
+    print(f"wrote {out}: {len(predicted):,} predictions for {csv_path}")
+    if labels is not None:
+        print(f"accuracy on its labels: {(predicted == labels).mean() * 100:.2f}%")
     return 0
 
 
@@ -438,14 +485,48 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data_verify(args: argparse.Namespace) -> int:
-    from digitlab.data import verify_shipped
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from digitlab.data.info import catalogue
 
-    results = verify_shipped()
+    print(f"{'name':16} {'classes':>7} {'train':>8} {'test':>7}  where")
+    for row in catalogue():
+        print(f"{row['name']:16} {row['classes']:7d} {row['train']:8,} {row['test']:7,}  {row['where']}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from digitlab.data.info import balance_line, describe
+
+    info = describe(args.source)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in ("title", "where", "homepage", "license"):
+        if info.get(key):
+            print(f"{key}: {info[key]}")
+    print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    for split, details in info["splits"].items():
+        print(f"{split}: {details['images']:,} images; {balance_line(details['per_class'])}")
+        print("  " + "  ".join(f"{name}: {count:,}" for name, count in details["per_class"].items()))
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from digitlab.data import store
+
+    folder = store.fetch(args.name, mirrors=args.mirror, from_dir=args.from_dir, timeout=args.timeout)
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from digitlab.data import store, verify_shipped
+
+    results = verify_shipped() if args.name == "mnist" else store.verify(args.name)
     for name, ok in results:
         print(f"{'ok ' if ok else 'BAD'} {name}")
     if not all(ok for _, ok in results):
-        print("digitlab: error: shipped MNIST files do not match SHA256SUMS", file=sys.stderr)
+        print(f"digitlab: error: {args.name} files do not match their checksums", file=sys.stderr)
         return 2
     return 0
 

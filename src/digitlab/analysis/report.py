@@ -52,7 +52,8 @@ def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
         if not present
     ]
     doc.heading("Summary")
-    params = count_parameters(build_model(config.model, **config.model_kwargs))
+    model_kwargs = (best or {}).get("model_kwargs", config.model_kwargs)  # with num_classes from the data
+    params = count_parameters(build_model(config.model, **model_kwargs))
     best_val = (result or {}).get("val") or ((best or {}).get("metrics") or {}).get("val")
     test = (result or {}).get("test")
     doc.table(
@@ -79,7 +80,7 @@ def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
 
     _data_section(doc, config, figure_dir)
     doc.heading("Model")
-    doc.code(model_summary(config.model, **config.model_kwargs))
+    doc.code(model_summary(config.model, **model_kwargs))
     _setup_section(doc, config, best)
     _results_section(doc, rows, result, figure_dir, config.model)
     if best:

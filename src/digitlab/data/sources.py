@@ -1,7 +1,13 @@
-"""Where data comes from: the shipped MNIST, a folder of idx files, a pair of tensor files."""
+"""Where data comes from: the shipped MNIST, named data sets, idx/tensor/npz/CSV files, image folders.
+
+Sources with only one labelled set (a CSV file, an image folder without train/ and test/)
+hold out a fixed seventh of it as the test split, the same one every run (MNIST's own
+10,000 of 70,000).
+"""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import zipfile
@@ -11,8 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.data.digitdata import DigitData
+from digitlab.data import store
+from digitlab.data.catalog import CATALOG, DatasetSpec
+from digitlab.data.csvdata import read_csv_images
+from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, split_indices
 from digitlab.data.idx import read_idx
+from digitlab.data.imagefolder import class_folders, is_image_folder, read_image_folder
 from digitlab.errors import DataError
 
 SPLITS = ("train", "test")
@@ -24,6 +34,8 @@ TENSOR_FILES = {
     "train": ("train_data.pth", "train_labels.pth"),
     "test": ("test_data.pth", "test_labels.pth"),
 }
+HOLDOUT_FRACTION = 1 / 7
+HOLDOUT_SEED = 7_000_000  # fixed: the held-out test split must not move with --seed
 
 
 def shipped_mnist_dir() -> Path:
@@ -34,25 +46,84 @@ def shipped_mnist_dir() -> Path:
 def load_dataset(source: str | Path = "mnist", split: str = "train") -> DigitData:
     """Load one split ("train" or "test") of a data set.
 
-    `source` is "mnist" (shipped with digitlab), a folder holding the four MNIST idx files
-    (raw or .gz), a folder holding seed-002 tensor files (train_data.pth, ...), or an .npz
-    file in Keras' mnist.npz layout (x_train, y_train, x_test, y_test).
+    `source` is a name from `digitlab data list` ("mnist" ships with digitlab; the others
+    are fetched on first use), a folder holding the four MNIST idx files (raw or .gz), a
+    folder holding seed-002 tensor files (train_data.pth, ...), an .npz file in Keras'
+    mnist.npz layout, a Kaggle-layout .csv file, or a folder of images with one sub-folder
+    per class (optionally inside train/ and test/).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if str(source) == "mnist":
         return _from_idx_folder(shipped_mnist_dir(), split, name="mnist")
-    if Path(source).suffix == ".npz" and Path(source).is_file():
-        return _from_npz(Path(source), split)
-    folder = Path(source)
-    if not folder.is_dir():
+    if str(source) in CATALOG:
+        return _from_catalog(CATALOG[str(source)], split)
+    path = Path(source)
+    if path.suffix.lower() == ".npz" and path.is_file():
+        return _from_npz(path, split)
+    if path.suffix.lower() == ".csv" and path.is_file():
+        return _holdout(_from_csv(str(path), _stamp(path)), split)
+    if not path.is_dir():
         raise DataError(
-            f"{folder}: not a data set name or folder (known names: mnist; a folder must "
-            "hold the MNIST idx files or train_data.pth/train_labels.pth ...)"
+            f"{path}: not a data set name, file or folder (names: {', '.join(CATALOG)}; files: "
+            ".npz, .csv; folders: MNIST idx files, train_data.pth/train_labels.pth, or one "
+            "sub-folder of images per class)"
         )
-    if any((folder / name).exists() for name in TENSOR_FILES[split]):
-        return _from_tensor_files(folder, split)
-    return _from_idx_folder(folder, split, name=str(folder))
+    if any((path / name).exists() for name in TENSOR_FILES[split]):
+        return _from_tensor_files(path, split)
+    if (path / "train").is_dir() and is_image_folder(path / "train"):
+        classes = [p.name for p in class_folders(path / "train")]
+        return _from_image_folder(str(path / split), _stamp(path / split), tuple(classes))
+    if is_image_folder(path):
+        return _holdout(_from_image_folder(str(path), _stamp(path)), split)
+    return _from_idx_folder(path, split, name=str(path))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time, size): a changed file or folder is read again, not served from memory."""
+    if not path.exists():
+        return None
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size
+
+
+def _holdout(data: DigitData, split: str) -> DigitData:
+    train_index, test_index = split_indices(len(data), HOLDOUT_FRACTION, HOLDOUT_SEED)
+    return data.subset(train_index if split == "train" else test_index)
+
+
+@functools.lru_cache(maxsize=2)
+def _from_csv(path: str, stamp: tuple | None) -> DigitData:
+    images, labels = read_csv_images(path)
+    if labels is None:
+        raise DataError(
+            f"{path}: no label column, so it cannot be trained or tested on; "
+            "predict it with: digitlab predict CHECKPOINT --csv " + path
+        )
+    return _checked(
+        torch.from_numpy(images), torch.from_numpy(labels), path, path, path, item=lambda i: f"line {i + 2}"
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _from_image_folder(folder: str, stamp: tuple | None, classes: tuple | None = None) -> DigitData:
+    if stamp is None:
+        raise DataError(f"{folder}: folder not found (a train/ folder needs a test/ folder beside it)")
+    images, labels, names = read_image_folder(Path(folder), list(classes) if classes else None)
+    return _checked(torch.from_numpy(images), torch.from_numpy(labels), folder, folder, folder, names)
+
+
+def _from_catalog(spec: DatasetSpec, split: str) -> DigitData:
+    folder = store.fetch(spec.name)
+    image_file, label_file = (store.file_names(spec)[i] for i in ((0, 1) if split == "train" else (2, 3)))
+    images, labels = read_idx(folder / image_file), read_idx(folder / label_file)
+    if labels.ndim == 2:  # QMNIST: one row of 8 numbers per image, the class first
+        labels = labels[:, 0]
+    if spec.transposed:  # EMNIST stores each image column by column
+        images = images.transpose(0, 2, 1)
+    return _idx_arrays(
+        images, labels - spec.label_offset, folder / image_file, folder / label_file, spec.name, spec.classes
+    )
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -66,14 +137,24 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 def _from_idx_folder(folder: Path, split: str, name: str) -> DigitData:
     image_path, label_path = (_find_idx(folder, stem) for stem in IDX_STEMS[split])
-    images, labels = read_idx(image_path), read_idx(label_path)
+    return _idx_arrays(read_idx(image_path), read_idx(label_path), image_path, label_path, name)
+
+
+def _idx_arrays(images, labels, image_path, label_path, name: str, classes=DIGIT_CLASSES) -> DigitData:
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DataError(
             f"{image_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}"
         )
     if labels.ndim != 1:
         raise DataError(f"{label_path}: expected a 1-D label array, got shape {labels.shape}")
-    return _checked(torch.from_numpy(images), torch.from_numpy(labels), image_path, label_path, name)
+    return _checked(
+        torch.from_numpy(np.ascontiguousarray(images)),
+        torch.from_numpy(labels.astype(np.int64)),
+        image_path,
+        label_path,
+        name,
+        list(classes),
+    )
 
 
 def _from_tensor_files(folder: Path, split: str) -> DigitData:
@@ -154,15 +235,19 @@ def _as_uint8(images: torch.Tensor, path: Path) -> torch.Tensor:
     return values.round().to(torch.uint8)
 
 
-def _checked(images, labels, image_path, label_path, name: str) -> DigitData:
+def _checked(
+    images, labels, image_path, label_path, name: str, classes=DIGIT_CLASSES, item=lambda i: f"item {i}"
+) -> DigitData:
     if len(images) != len(labels):
         raise DataError(f"{label_path}: {len(labels)} labels but {image_path} holds {len(images)} images")
     labels = labels.to(torch.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+    bad = torch.nonzero((labels < 0) | (labels >= len(classes))).flatten()
+    if len(bad):
         raise DataError(
-            f"{label_path}: labels span [{labels.min().item()}, {labels.max().item()}]; expected digits 0-9"
+            f"{label_path}, {item(bad[0].item())}: label {labels[bad[0]].item()} is out of range; "
+            f"expected 0-{len(classes) - 1} ({len(bad)} such labels)"
         )
-    return DigitData(images.contiguous(), labels, name=name)
+    return DigitData(images.contiguous(), labels, list(classes), name=name)
 
 
 def verify_shipped() -> list[tuple[str, bool]]:

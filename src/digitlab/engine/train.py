@@ -18,13 +18,14 @@ from tqdm import tqdm
 from digitlab.config import TrainConfig
 from digitlab.data.augment import AffineAugment
 from digitlab.data.digitdata import normalize
+from digitlab.data.info import balance_line
 from digitlab.data.sources import load_dataset
 from digitlab.engine import distributed
 from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from digitlab.engine.evaluate import Metrics, evaluate
 from digitlab.engine.optim import build_optimizer, build_scheduler
 from digitlab.engine.runs import RunFolder
-from digitlab.errors import ConfigError, TrainingDiverged
+from digitlab.errors import ConfigError, DataError, TrainingDiverged
 from digitlab.models import build_model
 
 
@@ -84,10 +85,14 @@ class Trainer:
             d.to(self.device) for d in full.split(config.val_split, config.seed)
         )
         self.test_data = load_dataset(config.data, "test").to(self.device)
+        if self.test_data.classes != full.classes:
+            raise DataError(f"{config.data}: the test split's classes differ from the training split's")
         self.mean, self.std = self.train_data.pixel_stats()
         self.augment = AffineAugment(config.aug_rotate, config.aug_scale, config.aug_shift, config.aug_shear)
 
-        model = build_model(config.model, **config.model_kwargs).to(self.device)
+        # the output layer is sized from the data set: 10 digits, 26 letters, 47 EMNIST classes
+        self.model_kwargs = {**config.model_kwargs, "num_classes": len(full.classes)}
+        model = build_model(config.model, **self.model_kwargs).to(self.device)
         self.model = model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config)
         self.per_rank_batch = max(1, config.batch_size // world.size)
@@ -200,7 +205,7 @@ class Trainer:
         config = self.config
         return {
             "model": config.model,
-            "model_kwargs": config.model_kwargs,
+            "model_kwargs": self.model_kwargs,
             "normalization": {"mean": self.mean, "std": self.std},
             "classes": self.train_data.classes,
             "dataset": config.data,
@@ -333,9 +338,11 @@ def train(
         if world.is_main:
             echo(f"resuming {run.path} after epoch {trainer.epoch}")
     elif world.is_main:
+        counts = trainer.train_data.labels.bincount(minlength=len(trainer.train_data.classes)).tolist()
         echo(
             f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
-            f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}"
+            f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}; "
+            f"{len(counts)} classes, {balance_line(dict(zip(trainer.train_data.classes, counts, strict=True)))}"
         )
     try:
         return trainer.run()

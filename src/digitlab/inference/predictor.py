@@ -15,6 +15,7 @@ from digitlab.inference.preprocess import ImageSource, split_digits, to_mnist
 
 # test-time augmentation: the image itself and one-pixel shifts in four directions
 TTA_SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
+CHUNK = 1000  # images per forward pass
 
 
 @dataclass
@@ -55,17 +56,19 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, classes) probabilities for uint8 MNIST-form images (N, 28, 28)."""
-        batch = torch.as_tensor(np.asarray(images), dtype=torch.uint8).reshape(-1, 1, 28, 28)
+        images = torch.as_tensor(np.asarray(images), dtype=torch.uint8).reshape(-1, 1, 28, 28)
         shifts = TTA_SHIFTS if self.tta else TTA_SHIFTS[:1]
-        total = torch.zeros(len(batch), len(self.classes))
-        for checkpoint in self.checkpoints:
-            device = next(checkpoint.model.parameters()).device
-            for shift in shifts:
-                shifted = torch.roll(batch, shift, dims=(2, 3)).to(device)
-                inputs = normalize(shifted, checkpoint.mean, checkpoint.std).contiguous(
-                    memory_format=torch.channels_last
-                )
-                total += torch.softmax(checkpoint.model(inputs).float(), 1).cpu()
+        total = torch.zeros(len(images), len(self.classes))
+        for start in range(0, len(images), CHUNK):  # bounded memory for a whole CSV file
+            batch = images[start : start + CHUNK]
+            for checkpoint in self.checkpoints:
+                device = next(checkpoint.model.parameters()).device
+                for shift in shifts:
+                    shifted = torch.roll(batch, shift, dims=(2, 3)).to(device)
+                    inputs = normalize(shifted, checkpoint.mean, checkpoint.std).contiguous(
+                        memory_format=torch.channels_last
+                    )
+                    total[start : start + CHUNK] += torch.softmax(checkpoint.model(inputs).float(), 1).cpu()
         return (total / (len(self.checkpoints) * len(shifts))).numpy()
 
     def predict_mnist(self, images: np.ndarray) -> list[Prediction]:

@@ -1,0 +1,76 @@
+"""CSV images in Kaggle's "Digit Recognizer" layout: a header, then `label,pixel0..pixel783` rows.
+
+A test file has no label column. Pixels are whole numbers 0-255, row-major 28×28.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.errors import DataError
+from digitlab.fileio import atomic_write_text
+
+PIXELS = 28 * 28
+
+
+def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 images (N, 28, 28), int64 labels (N,) or None for an unlabelled file)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a readable CSV file ({err})") from None
+    if not header:
+        raise DataError(f"{path}: empty file; expected a header line label,pixel0,...,pixel783")
+    labelled = header[0].strip().lower() == "label"
+    columns = PIXELS + labelled
+    if len(header) != columns:
+        raise DataError(
+            f"{path}: header has {len(header)} columns; expected {PIXELS + 1} (label,pixel0..pixel783) "
+            f"or {PIXELS} (pixel0..pixel783, unlabelled)"
+        )
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except ValueError:
+        line, problem = _first_bad_line(path, columns)
+        raise DataError(f"{path}, line {line}: {problem}") from None
+    if table.shape[0] == 0:
+        raise DataError(f"{path}: no rows after the header")
+    pixels = table[:, labelled:]
+    bad_rows = np.flatnonzero((pixels < 0).any(axis=1) | (pixels > 255).any(axis=1))
+    if len(bad_rows):
+        row = bad_rows[0]
+        raise DataError(
+            f"{path}, line {row + 2}: pixel values must be 0-255, found "
+            f"{pixels[row].min()}..{pixels[row].max()}"
+        )
+    images = pixels.astype(np.uint8).reshape(-1, 28, 28)
+    return images, (table[:, 0] if labelled else None)
+
+
+def _first_bad_line(path: Path, columns: int) -> tuple[int, str]:
+    """Find the line numpy could not parse, to name it (slow, only after a failure)."""
+    with open(path, newline="") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            if line == 1:
+                continue
+            if len(row) != columns:
+                return line, f"{len(row)} values; expected {columns}"
+            for column, value in enumerate(row, start=1):
+                try:
+                    int(value)
+                except ValueError:
+                    return line, f"value {value!r} in column {column} is not a whole number"
+    return 0, "unparseable content"
+
+
+def write_submission(path: str | Path, labels: list[str]) -> None:
+    """Kaggle's submission format: ImageId (from 1),Label."""
+    rows = ["ImageId,Label"] + [f"{i},{label}" for i, label in enumerate(labels, start=1)]
+    atomic_write_text(path, "\n".join(rows) + "\n")

@@ -1,0 +1,149 @@
+"""Downloading one published file: mirrors in order, timeouts, retries, checksum, atomic rename.
+
+A file reaches its final name only after its checksum matched, so a broken or interrupted
+download never sits in the cache looking valid; a `.part` file left by a killed process is
+simply overwritten by the next attempt.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from digitlab.data.catalog import RemoteFile
+from digitlab.errors import DataError
+
+CHUNK = 1 << 16
+
+
+class DownloadFailed(Exception):
+    """One attempt at one URL failed; `retry` says whether trying the same URL again may help."""
+
+    def __init__(self, reason: str, retry: bool):
+        super().__init__(reason)
+        self.retry = retry
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_sha256(path: Path) -> str:
+    """SHA-256 of the file's content, decompressed first when it is gzip'd."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return ""
+    return digest.hexdigest()
+
+
+def matches(path: Path, remote: RemoteFile) -> bool:
+    """True when `path` is the published file: its md5, or its decompressed SHA-256."""
+    if remote.md5 and file_md5(path) == remote.md5:
+        return True
+    return bool(remote.sha256) and content_sha256(path) == remote.sha256
+
+
+def describe_digest(path: Path, remote: RemoteFile) -> str:
+    if remote.md5:
+        return f"md5 {file_md5(path)}, expected {remote.md5}"
+    return f"sha256 {content_sha256(path)}, expected {remote.sha256}"
+
+
+def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
+    """Stream `url` into `part`; raise DownloadFailed with a short reason."""
+    request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            with (
+                open(part, "wb") as out,
+                tqdm(
+                    total=total or None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=Path(url).name,
+                    leave=False,
+                    disable=not progress,
+                ) as bar,
+            ):
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            if total and part.stat().st_size != total:
+                raise DownloadFailed(f"transfer ended after {part.stat().st_size} of {total} bytes", True)
+    except urllib.error.HTTPError as err:
+        raise DownloadFailed(f"HTTP {err.code} {err.reason}", err.code >= 500) from None
+    except (TimeoutError, socket.timeout):
+        raise DownloadFailed(f"no data for {timeout:g} s (timed out)", True) from None
+    except http.client.IncompleteRead as err:
+        raise DownloadFailed(f"transfer interrupted after {len(err.partial)} bytes", True) from None
+    except urllib.error.URLError as err:
+        reason = err.reason
+        retry = isinstance(reason, (TimeoutError, socket.timeout, ConnectionError))
+        raise DownloadFailed(f"cannot connect ({reason})", retry) from None
+    except (ConnectionError, http.client.HTTPException) as err:
+        raise DownloadFailed(f"connection failed ({err})", True) from None
+
+
+def fetch_file(
+    remote: RemoteFile,
+    mirrors: list[str],
+    folder: Path,
+    timeout: float = 30.0,
+    retries: int = 2,
+    progress: bool | None = None,
+) -> Path:
+    """Download `remote` into `folder` from the first mirror that serves it intact.
+
+    Each mirror is tried up to 1 + `retries` times for transient failures (timeouts,
+    interruptions, 5xx, a checksum mismatch); a 4xx answer moves on to the next mirror.
+    Raises DataError listing every mirror's failure.
+    """
+    if progress is None:
+        progress = sys.stderr.isatty()
+    final = folder / Path(remote.name).name
+    part = final.with_name(final.name + ".part")
+    folder.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + remote.name.split("/")[-1]
+        for attempt in range(1 + retries):
+            try:
+                _download(url, part, timeout, progress)
+                if not matches(part, remote):
+                    raise DownloadFailed(f"checksum mismatch ({describe_digest(part, remote)})", True)
+                os.replace(part, final)
+                return final
+            except DownloadFailed as failure:
+                reason = str(failure)
+                if not failure.retry or attempt == retries:
+                    break
+                time.sleep(0.5 * (attempt + 1))
+            finally:
+                part.unlink(missing_ok=True)
+        failures.append(f"{url}: {reason}")
+    raise DataError(f"could not download {remote.name}:\n  " + "\n  ".join(failures))

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digitlab.data import load_dataset, read_idx
+from digitlab.data.csvdata import read_csv_images
 from digitlab.data.idx import idx_bytes, read_idx_bytes
 from digitlab.errors import DataError
 
@@ -89,3 +90,28 @@ def test_truncated_or_damaged_npz_is_refused_or_read(tmp_path_factory, cut, junk
     except DataError:
         return
     assert data.images.shape[1:] == (28, 28)
+
+
+CSV_ROW = "3," + ",".join(str(i % 256) for i in range(784)) + "\n"
+CSV_VALID = ("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + CSV_ROW * 2).encode()
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_csv_reader_on_random_bytes(tmp_path_factory, payload):
+    path = tmp_path_factory.mktemp("fuzz") / "f.csv"
+    path.write_bytes(payload)
+    with pytest.raises(DataError):  # no random bytes form a 785-column header and valid rows
+        read_csv_images(path)
+
+
+@FUZZ
+@given(st.integers(0, len(CSV_VALID) - 1), st.binary(max_size=8))
+def test_truncated_or_damaged_csv(tmp_path_factory, cut, junk):
+    path = tmp_path_factory.mktemp("fuzz") / "f.csv"
+    path.write_bytes(CSV_VALID[:cut] + junk)
+    try:
+        images, labels = read_csv_images(path)
+    except DataError:
+        return
+    assert images.shape[1:] == (28, 28) and len(labels) == len(images)

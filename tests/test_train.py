@@ -40,9 +40,17 @@ def epoch_rows(run):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
-    # dropout + momentum + a schedule: every piece of state must survive the restart
-    config = dict(model="mlp", optimizer="sgd", lr=0.02, schedule="cosine", epochs=3, train_limit=1500)
+@pytest.mark.parametrize(
+    "config",
+    [
+        # dropout + momentum + a schedule: every piece of state must survive the restart
+        dict(model="mlp", optimizer="sgd", lr=0.02, schedule="cosine", epochs=3, train_limit=1500),
+        # the weight average and the augmentation's random stream too
+        dict(model="fastcnn", ema=0.9, aug_rotate=8.0, aug_shift=2.0, epochs=3, train_limit=1500),
+    ],
+    ids=["sgd-dropout-cosine", "ema-augmented"],
+)
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, config):
     whole = train(quick_config(tmp_path, run_name="whole", **config), quiet=True)
 
     with on_second_epoch(ctrl_c), pytest.raises(KeyboardInterrupt):
@@ -102,3 +110,18 @@ def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
     assert "NaN" not in (result.run_dir / "result.json").read_text()
     html_path, _ = write_report(result.run_dir)
     assert f"{result.test.accuracy * 100:.2f} %" in html_path.read_text()
+
+
+def test_ema_weights_are_the_ones_checkpointed_and_the_raw_ones_are_measured(tmp_path):
+    from digitlab.engine.checkpoint import load_checkpoint
+
+    result = train(quick_config(tmp_path, ema=0.95, epochs=1, run_name="ema"), quiet=True)
+    rows = epoch_rows(result.run_dir)
+    assert all(0 < row["val_acc_raw"] <= 1 for row in rows)
+    best = load_checkpoint(result.run_dir / "best.safetensors")
+    last_raw = torch.load(result.run_dir / "last.pt", weights_only=True)
+    ema_state = last_raw["ema"]
+    weight = next(k for k in best.model.state_dict() if k.endswith("weight"))
+    # the checkpoint holds the average (== the EMA's weights at that epoch), not the raw weights
+    assert torch.allclose(best.model.state_dict()[weight].float(), ema_state[f"module.{weight}"].float())
+    assert not torch.allclose(ema_state[f"module.{weight}"], last_raw["model"][weight])

@@ -6,6 +6,7 @@ A test file has no label column. Pixels are whole numbers 0-255, row-major 28×2
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,15 @@ def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
             f"or {PIXELS} (pixel0..pixel783, unlabelled)"
         )
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    except ValueError:
-        line, problem = _first_bad_line(path, columns)
-        raise DataError(f"{path}, line {line}: {problem}") from None
+        with warnings.catch_warnings():  # an empty table is reported below, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except ValueError:  # UnicodeDecodeError included
+        raise DataError(f"{path}{_first_bad_line(path, columns)}") from None
     if table.shape[0] == 0:
         raise DataError(f"{path}: no rows after the header")
+    if table.shape[1] != columns:  # numpy accepts one consistent width; it must be the header's
+        raise DataError(f"{path}, line 2: {table.shape[1]} values; expected {columns}")
     pixels = table[:, labelled:]
     bad_rows = np.flatnonzero((pixels < 0).any(axis=1) | (pixels > 255).any(axis=1))
     if len(bad_rows):
@@ -54,20 +58,20 @@ def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     return images, (table[:, 0] if labelled else None)
 
 
-def _first_bad_line(path: Path, columns: int) -> tuple[int, str]:
-    """Find the line numpy could not parse, to name it (slow, only after a failure)."""
-    with open(path, newline="") as handle:
+def _first_bad_line(path: Path, columns: int) -> str:
+    """", line N: what is wrong" for the line numpy could not parse (slow, only after a failure)."""
+    with open(path, newline="", errors="replace") as handle:
         for line, row in enumerate(csv.reader(handle), start=1):
             if line == 1:
                 continue
             if len(row) != columns:
-                return line, f"{len(row)} values; expected {columns}"
+                return f", line {line}: {len(row)} values; expected {columns}"
             for column, value in enumerate(row, start=1):
                 try:
                     int(value)
                 except ValueError:
-                    return line, f"value {value!r} in column {column} is not a whole number"
-    return 0, "unparseable content"
+                    return f", line {line}: value {value[:20]!r} in column {column} is not a whole number"
+    return ": not readable as CSV text (is it UTF-8?)"
 
 
 def write_submission(path: str | Path, labels: list[str]) -> None:

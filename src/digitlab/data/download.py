@@ -88,7 +88,7 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
                     disable=not progress,
                 ) as bar,
             ):
-                while chunk := response.read(CHUNK):
+                while chunk := response.read1(CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))
                 out.flush()
@@ -102,9 +102,9 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
     except http.client.IncompleteRead as err:
         raise DownloadFailed(f"transfer interrupted after {len(err.partial)} bytes", True) from None
     except urllib.error.URLError as err:
-        reason = err.reason
-        retry = isinstance(reason, (TimeoutError, socket.timeout, ConnectionError))
-        raise DownloadFailed(f"cannot connect ({reason})", retry) from None
+        # a refused connection or an unknown host will not heal in a second: next mirror
+        retry = isinstance(err.reason, (TimeoutError, socket.timeout))
+        raise DownloadFailed(f"cannot connect ({err.reason})", retry) from None
     except (ConnectionError, http.client.HTTPException) as err:
         raise DownloadFailed(f"connection failed ({err})", True) from None
 

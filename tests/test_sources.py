@@ -57,7 +57,11 @@ def test_seed002_tensor_files(tmp_path, mnist_test, convert):
         (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), "4 labels but"),
         (torch.zeros(5, 32, 32, dtype=torch.uint8), torch.zeros(5, dtype=torch.int64), "N×28×28"),
         (torch.full((5, 28, 28), -1.0), torch.zeros(5, dtype=torch.int64), "un-normalised"),
-        (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 12), "label 12 is out of range; expected 0-9"),
+        (
+            torch.zeros(5, 28, 28, dtype=torch.uint8),
+            torch.full((5,), 12),
+            "label 12 is out of range; expected 0-9",
+        ),
         (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 0.5), "whole numbers"),
     ],
 )
@@ -137,7 +141,10 @@ def test_keras_npz_layout(tmp_path, mnist_test):
     [
         (dict(x_train=np.zeros((3, 28, 28), np.uint8)), "missing array"),
         (dict(x_train=np.zeros((3, 20, 20), np.uint8), y_train=np.zeros(3, np.uint8)), "N×28×28"),
-        (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.full(3, 11)), "label 11 is out of range; expected 0-9"),
+        (
+            dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.full(3, 11)),
+            "label 11 is out of range; expected 0-9",
+        ),
         (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.zeros(2, np.int64)), "2 labels but"),
         (dict(x_train=np.zeros((3, 28, 28), np.uint8), y_train=np.array(["a", "b", "c"])), "integer labels"),
     ],

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import quick_config
 from PIL import Image
 
+from conftest import quick_config
 from digitlab import train
 from digitlab.cli import main
 from digitlab.data import load_dataset
@@ -42,14 +42,29 @@ def test_csv_train_and_held_out_test_split(tmp_path, mnist_test):
     [
         ("", "empty file"),
         ("label,a,b\n1,2,3\n", "header has 3 columns"),
-        (HEADER + "\n" + "1," + ",".join(["0"] * 784) + "\n" + "2," + ",".join(["0"] * 783) + "\n", "line 3: 784 values"),
+        (
+            HEADER + "\n" + "1," + ",".join(["0"] * 784) + "\n" + "2," + ",".join(["0"] * 783) + "\n",
+            "line 3: 784 values",
+        ),
         (HEADER + "\n" + "1," + ",".join(["x"] + ["0"] * 783) + "\n", "line 2: value 'x' in column 2"),
         (HEADER + "\n" + "1," + ",".join(["0"] * 783 + ["300"]) + "\n", "line 2: pixel values must be 0-255"),
-        (HEADER + "\n" + "1," + ",".join(["0"] * 784) + "\n" + "10," + ",".join(["0"] * 784) + "\n", "line 3: label 10"),
+        (
+            HEADER + "\n" + "1," + ",".join(["0"] * 784) + "\n" + "10," + ",".join(["0"] * 784) + "\n",
+            "line 3: label 10",
+        ),
         (HEADER + "\n", "no rows"),
         (HEADER.removeprefix("label,") + "\n" + ",".join(["0"] * 784) + "\n", "no label column"),
     ],
-    ids=["empty", "header", "short-row", "not-a-number", "pixel-range", "label-range", "no-rows", "unlabelled"],
+    ids=[
+        "empty",
+        "header",
+        "short-row",
+        "not-a-number",
+        "pixel-range",
+        "label-range",
+        "no-rows",
+        "unlabelled",
+    ],
 )
 def test_bad_csv_files_name_file_and_line(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -82,7 +97,8 @@ def test_image_folder_trains_a_model_sized_by_its_classes(tmp_path, three_class_
     data = load_dataset(three_class_folder, "train")
     assert data.classes == ["one", "seven", "zero"] and len(data) == 400
     result = train(
-        quick_config(tmp_path, data=str(three_class_folder), train_limit=0, epochs=3, run_name="abc"), quiet=True
+        quick_config(tmp_path, data=str(three_class_folder), train_limit=0, epochs=3, run_name="abc"),
+        quiet=True,
     )
     assert result.test.accuracy > 0.9
     checkpoint = load_checkpoint(result.run_dir)
@@ -115,5 +131,8 @@ def test_predict_csv_writes_a_kaggle_submission(tmp_path, trained_checkpoint, mn
     assert main(["predict", str(trained_checkpoint), "--csv", str(unlabelled), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     labelled = write_csv(tmp_path / "labelled.csv", mnist_test.images[:300], mnist_test.labels[:300])
-    assert main(["predict", str(trained_checkpoint), "--csv", str(labelled), "--out", str(tmp_path / "b.csv")]) == 0
+    assert (
+        main(["predict", str(trained_checkpoint), "--csv", str(labelled), "--out", str(tmp_path / "b.csv")])
+        == 0
+    )
     assert "accuracy on its labels" in capsys.readouterr().out

@@ -15,7 +15,12 @@ from digitlab.errors import ConfigError, DigitlabError
 # Training flags: (flag, TrainConfig field, type, help). Unset flags leave the preset's value.
 TRAIN_FLAGS = [
     ("--model", "model", str, "architecture name (see `digitlab models`)"),
-    ("--data", "data", str, "data set name (`digitlab data list`), .npz/.csv file, or folder (idx, tensors, images)"),
+    (
+        "--data",
+        "data",
+        str,
+        "data set name (`digitlab data list`), .npz/.csv file, or folder (idx, tensors, images)",
+    ),
     ("--epochs", "epochs", int, "number of passes over the training split"),
     ("--batch-size", "batch_size", int, "images per optimiser step (global, across ranks)"),
     ("--lr", "lr", float, "learning rate (peak rate for --schedule onecycle)"),
@@ -144,12 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--multi", action="store_true", help="images hold several digits: read them all")
     predict.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
     predict.add_argument(
-        "--csv", type=Path, help="predict every row of a Kaggle-layout CSV (pixel0..pixel783) instead of images"
+        "--csv",
+        type=Path,
+        help="predict every row of a Kaggle-layout CSV (pixel0..pixel783) instead of images",
     )
     predict.add_argument(
         "--out", type=Path, default=Path("submission.csv"), help="with --csv: the ImageId,Label file to write"
     )
-    predict.add_argument("--overwrite", action="store_true", help="with --csv: replace an existing --out file")
+    predict.add_argument(
+        "--overwrite", action="store_true", help="with --csv: replace an existing --out file"
+    )
     predict.set_defaults(handler=cmd_predict)
 
     serve = commands.add_parser(
@@ -213,11 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Offline? Download the files by hand and import them with --from DIR.",
     )
     fetch.add_argument("name", help="data set name (see `digitlab data list`)")
-    fetch.add_argument("--from", dest="from_dir", type=Path, metavar="DIR", help="import files downloaded by hand")
+    fetch.add_argument(
+        "--from", dest="from_dir", type=Path, metavar="DIR", help="import files downloaded by hand"
+    )
     fetch.add_argument(
         "--mirror", action="append", default=[], metavar="URL", help="a mirror to try first (repeatable)"
     )
-    fetch.add_argument("--timeout", type=float, default=30.0, help="seconds without data before a mirror is dropped")
+    fetch.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds without data before a mirror is dropped"
+    )
     fetch.set_defaults(handler=cmd_data_fetch)
     verify = data_commands.add_parser(
         "verify", help="check a data set's files against their checksums (default: the shipped MNIST)"
@@ -352,7 +365,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def split_checkpoints_and_images(paths: list[Path], need_images: bool = True) -> tuple[list[Path], list[Path]]:
+def split_checkpoints_and_images(
+    paths: list[Path], need_images: bool = True
+) -> tuple[list[Path], list[Path]]:
     """Checkpoints (run folders, .safetensors, .pth) first; images and image folders after."""
     checkpoints, images = [], []
     for path in paths:
@@ -541,6 +556,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`digitlab ... | head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:  # disk full, read-only folder, permissions: the machine, not a bug
+        where = f"{err.filename}: " if err.filename else ""
+        print(
+            f"digitlab: error: {where}{err.strerror or err}; files written before are intact "
+            "(every write goes to a temporary file first)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return 130

@@ -175,9 +175,18 @@ CATALOG: dict[str, DatasetSpec] = {
             sizes={"train": 60_000, "test": 60_000},
         ),
         _emnist("digits", "EMNIST digits", tuple(DIGIT_CLASSES), {"train": 240_000, "test": 40_000}),
-        _emnist("mnist", "EMNIST's MNIST-sized digits", tuple(DIGIT_CLASSES), {"train": 60_000, "test": 10_000}),
-        _emnist("balanced", "EMNIST balanced: digits and letters", BALANCED, {"train": 112_800, "test": 18_800}),
-        _emnist("letters", "EMNIST letters (upper and lower case merged)", LETTERS, {"train": 124_800, "test": 20_800}, 1),
+        _emnist(
+            "mnist", "EMNIST's MNIST-sized digits", tuple(DIGIT_CLASSES), {"train": 60_000, "test": 10_000}
+        ),
+        _emnist(
+            "balanced", "EMNIST balanced: digits and letters", BALANCED, {"train": 112_800, "test": 18_800}
+        ),
+        _emnist(
+            "letters",
+            "EMNIST letters (upper and lower case merged)",
+            LETTERS,
+            {"train": 124_800, "test": 20_800},
+            1,
+        ),
     )
 }
-

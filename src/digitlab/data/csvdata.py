@@ -59,7 +59,7 @@ def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _first_bad_line(path: Path, columns: int) -> str:
-    """", line N: what is wrong" for the line numpy could not parse (slow, only after a failure)."""
+    """ ", line N: what is wrong" for the line numpy could not parse (slow, only after a failure)."""
     with open(path, newline="", errors="replace") as handle:
         for line, row in enumerate(csv.reader(handle), start=1):
             if line == 1:

@@ -97,7 +97,7 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
                 raise DownloadFailed(f"transfer ended after {part.stat().st_size} of {total} bytes", True)
     except urllib.error.HTTPError as err:
         raise DownloadFailed(f"HTTP {err.code} {err.reason}", err.code >= 500) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise DownloadFailed(f"no data for {timeout:g} s (timed out)", True) from None
     except http.client.IncompleteRead as err:
         raise DownloadFailed(f"transfer interrupted after {len(err.partial)} bytes", True) from None

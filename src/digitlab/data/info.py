@@ -46,7 +46,7 @@ def describe(source: str) -> dict:
 
 
 def balance_line(counts: dict[str, int]) -> str:
-    """"smallest '5' 4,832, largest '1' 6,067 (ratio 1.26)": class balance in one line."""
+    """ "smallest '5' 4,832, largest '1' 6,067 (ratio 1.26)": class balance in one line."""
     smallest = min(counts, key=counts.get)
     largest = max(counts, key=counts.get)
     if counts[smallest] == counts[largest]:

@@ -1,4 +1,9 @@
-"""Self-describing checkpoints: safetensors weights + a JSON sidecar. Loading never unpickles."""
+"""Self-describing checkpoints: safetensors weights + a JSON sidecar. Loading never unpickles.
+
+The metadata is stored twice: inside the safetensors header (what loading trusts, so weights
+and metadata can never come from two different saves, even after a kill between the two
+writes) and as a readable `.json` copy beside it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from digitlab.data.digitdata import DIGIT_CLASSES
 from digitlab.errors import CheckpointError, ConfigError
-from digitlab.fileio import atomic_write, atomic_write_json
+from digitlab.fileio import atomic_write_bytes, atomic_write_json
 from digitlab.models import build_model
 
 # Normalisation the seed reports' code used (transforms.Normalize((0.1307,), (0.3081,)))
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+META_KEY = "digitlab"
 
 
 @dataclass
@@ -52,9 +59,21 @@ def save_checkpoint(stem: str | Path, model: nn.Module, meta: dict) -> Path:
     stem = Path(stem)
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     weights = stem.with_suffix(".safetensors")
-    atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
-    atomic_write_json(stem.with_suffix(".json"), {**meta, "versions": versions()})
+    meta = {**meta, "versions": versions()}
+    # serialised in memory first, so a full disk surfaces as a plain OSError from the write
+    atomic_write_bytes(weights, safetensors_bytes(state, metadata={META_KEY: json.dumps(meta)}))
+    atomic_write_json(stem.with_suffix(".json"), meta)
     return weights
+
+
+def _embedded_meta(path: Path) -> dict | None:
+    """The metadata saved inside the safetensors header, or None for older checkpoints."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            text = (handle.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    return json.loads(text) if text else None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -74,13 +93,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, device: str
     path = resolve_checkpoint(path)
     if path.suffix in (".pth", ".pt"):
         return _load_legacy(path, model_name, device)
-    sidecar = path.with_suffix(".json")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{sidecar}: metadata file missing beside {path.name}") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{sidecar}: not valid JSON ({err})") from None
+    meta = _embedded_meta(path) or _sidecar_meta(path)
     name = model_name or meta.get("model")
     kwargs = meta.get("model_kwargs", {})
     try:
@@ -99,6 +112,17 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, device: str
         meta,
         path,
     )
+
+
+def _sidecar_meta(path: Path) -> dict:
+    """Checkpoints from before the metadata moved into the header keep it only in the .json."""
+    sidecar = path.with_suffix(".json")
+    try:
+        return json.loads(sidecar.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{sidecar}: metadata file missing beside {path.name}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{sidecar}: not valid JSON ({err})") from None
 
 
 def _load_legacy(path: Path, model_name: str | None, device: str) -> Checkpoint:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 
 from digitlab.config import TrainConfig
 from digitlab.errors import CheckpointError
-from digitlab.fileio import atomic_write, atomic_write_json, atomic_write_text
+from digitlab.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 class RunFolder:
@@ -72,7 +73,9 @@ class RunFolder:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def save_last(self, state: dict) -> None:
-        atomic_write(self.last_path, lambda tmp: torch.save(state, tmp))
+        buffer = io.BytesIO()  # in memory first: a full disk surfaces as an OSError, not torch's RuntimeError
+        torch.save(state, buffer)
+        atomic_write_bytes(self.last_path, buffer.getvalue())
 
     def load_last(self) -> dict:
         if not self.last_path.exists():

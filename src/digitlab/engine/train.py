@@ -26,6 +26,7 @@ from digitlab.engine.evaluate import Metrics, evaluate
 from digitlab.engine.optim import build_optimizer, build_scheduler
 from digitlab.engine.runs import RunFolder
 from digitlab.errors import ConfigError, DataError, TrainingDiverged
+from digitlab.fileio import remove_stale_temporaries
 from digitlab.models import build_model
 
 
@@ -101,7 +102,9 @@ class Trainer:
         self.ddp_model = nn.parallel.DistributedDataParallel(self.model) if world.distributed else self.model
         self.ema = None
         if config.ema:
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+            self.ema = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True
+            )
         self.epoch = 0
         self.best_value: float | None = None
         self.best_epoch = 0
@@ -275,7 +278,9 @@ class Trainer:
         # reported beside the best checkpoint's (as report 004 does); never used to choose
         test_last = test
         if self.best_epoch != self.epoch:
-            test_last = evaluate(self.eval_model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
+            test_last = evaluate(
+                self.eval_model, self.test_data, self.mean, self.std, self.config.eval_batch_size
+            )
         result = TrainResult(run.path, self.best_epoch, best_val, test, self.epoch, stopped_early, seconds)
         if self.world.is_main:
             meta = {k: v for k, v in best.meta.items() if k != "versions"}
@@ -309,6 +314,7 @@ def train(
     world = distributed.current_world()
     if resume is not None:
         run = RunFolder.existing(resume)
+        remove_stale_temporaries(run.path)  # left by a kill -9 in the middle of a write
         config = run.config()
     config.validate()
     if progress is None:
@@ -338,11 +344,12 @@ def train(
         if world.is_main:
             echo(f"resuming {run.path} after epoch {trainer.epoch}")
     elif world.is_main:
-        counts = trainer.train_data.labels.bincount(minlength=len(trainer.train_data.classes)).tolist()
+        classes = trainer.train_data.classes
+        counts = dict(zip(classes, trainer.train_data.labels.bincount(minlength=len(classes)).tolist(), strict=True))
         echo(
             f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
             f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}; "
-            f"{len(counts)} classes, {balance_line(dict(zip(trainer.train_data.classes, counts, strict=True)))}"
+            f"{len(classes)} classes, {balance_line(counts)}"
         )
     try:
         return trainer.run()

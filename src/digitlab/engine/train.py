@@ -345,7 +345,8 @@ def train(
             echo(f"resuming {run.path} after epoch {trainer.epoch}")
     elif world.is_main:
         classes = trainer.train_data.classes
-        counts = dict(zip(classes, trainer.train_data.labels.bincount(minlength=len(classes)).tolist(), strict=True))
+        per_class = trainer.train_data.labels.bincount(minlength=len(classes)).tolist()
+        counts = dict(zip(classes, per_class, strict=True))
         echo(
             f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
             f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}; "

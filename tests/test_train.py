@@ -125,3 +125,13 @@ def test_ema_weights_are_the_ones_checkpointed_and_the_raw_ones_are_measured(tmp
     # the checkpoint holds the average (== the EMA's weights at that epoch), not the raw weights
     assert torch.allclose(best.model.state_dict()[weight].float(), ema_state[f"module.{weight}"].float())
     assert not torch.allclose(ema_state[f"module.{weight}"], last_raw["model"][weight])
+
+
+@pytest.mark.slow
+def test_compiled_training_gives_a_plain_loadable_checkpoint(tmp_path):
+    from digitlab.engine.checkpoint import load_checkpoint
+
+    result = train(quick_config(tmp_path, compile=True, train_limit=2000, run_name="compiled"), quiet=True)
+    assert result.test.accuracy > 0.9
+    checkpoint = load_checkpoint(result.run_dir)  # no torch.compile wrapper names in the weights
+    assert not any("_orig_mod" in key for key in checkpoint.model.state_dict())

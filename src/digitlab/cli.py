@@ -62,6 +62,12 @@ def add_training_flags(parser: argparse.ArgumentParser, resume_what: str, lists:
         else:
             parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)
     parser.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum for SGD")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model for training (pays off on a GPU; minutes of compiling on a CPU)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
 
 
@@ -245,8 +251,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {
         dest: getattr(args, dest) for _, dest, _, _ in TRAIN_FLAGS if getattr(args, dest) is not None
     }
-    if args.nesterov:
-        overrides["nesterov"] = True
+    for switch in ("nesterov", "compile"):
+        if getattr(args, switch):
+            overrides[switch] = True
     if args.config:
         if args.preset:
             raise ConfigError("give --preset or --config, not both")

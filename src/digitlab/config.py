@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # CPU threads for torch (0 = torch's default)
+    compile: bool = False  # torch.compile the training step's model (pays off on GPUs, long runs)
     out_dir: str = "runs"  # parent folder of run folders
     run_name: str = ""  # run folder name ("" = <time>-<model>)
     preset: str = ""  # the preset this config started from, for the record

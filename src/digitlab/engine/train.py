@@ -100,6 +100,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(math.ceil(len(self.train_data) / world.size) / self.per_rank_batch)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
         self.ddp_model = nn.parallel.DistributedDataParallel(self.model) if world.distributed else self.model
+        if config.compile:  # the wrapper shares the weights; evaluation and checkpoints use self.model
+            self.ddp_model = torch.compile(self.ddp_model)
         self.ema = None
         if config.ema:
             self.ema = AveragedModel(

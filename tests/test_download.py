@@ -252,3 +252,45 @@ def test_kill_9_during_a_download_leaves_nothing_that_looks_valid(tiny, tmp_path
         store.fetch("tiny", progress=False)
     assert cache_listing(tmp_path) == sorted(NAMES.values())
     assert len(load_dataset("tiny", "train")) == 300
+
+
+def test_data_commands_fetch_list_info_verify(tiny, tmp_path, capsys):
+    files, register = tiny
+    register(dead_url())
+    with MirrorServer(files) as server:
+        assert main(["data", "fetch", "tiny", "--mirror", f"{server.url}/good/"]) == 0
+    assert main(["data", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert any(line.startswith("tiny") and "cached" in line for line in listing.splitlines())
+    assert main(["data", "info", "tiny"]) == 0
+    info = capsys.readouterr().out
+    assert "train: 300 images" in info and "test: 100 images" in info and "largest" in info
+    assert main(["data", "verify", "tiny"]) == 0
+    (tmp_path / "cache" / "tiny" / NAMES["test-labels"]).write_bytes(b"damaged")
+    assert main(["data", "verify", "tiny"]) == 2
+    assert f"BAD {NAMES['test-labels']}" in capsys.readouterr().out
+
+
+def test_qmnist_style_two_column_int_labels(tmp_path, monkeypatch, mnist_test):
+    """QMNIST's labels are an idx2 int32 table, one row per image, the class first."""
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "cache"))
+    table = np.zeros((100, 8), np.int32)
+    table[:, 0] = mnist_test.labels[:100].numpy()
+    table[:, 1:] = 12345  # writer id, NIST index, ...: ignored
+    payloads = {
+        "train-images": gzip.compress(idx_bytes(mnist_test.images[:100].numpy())),
+        "train-labels": gzip.compress(idx_bytes(table)),
+    }
+    payloads["test-images"], payloads["test-labels"] = payloads["train-images"], payloads["train-labels"]
+    files = {f"q-{role}.gz": payload for role, payload in payloads.items()}
+    with MirrorServer(files) as server:
+        spec = DatasetSpec(
+            name="tinyq",
+            title="tiny QMNIST-style set",
+            classes=tuple("0123456789"),
+            files={role: RemoteFile(f"q-{role}.gz", md5(payloads[role])) for role in ROLES},
+            mirrors=(f"{server.url}/good/",),
+        )
+        monkeypatch.setitem(catalog.CATALOG, "tinyq", spec)
+        data = load_dataset("tinyq", "test")
+    assert torch.equal(data.labels, mnist_test.labels[:100])

@@ -512,7 +512,8 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
     print(f"{'name':16} {'classes':>7} {'train':>8} {'test':>7}  where")
     for row in catalogue():
-        print(f"{row['name']:16} {row['classes']:7d} {row['train']:8,} {row['test']:7,}  {row['where']}")
+        train, test = (f"{row[split]:,}" if row[split] else "?" for split in ("train", "test"))
+        print(f"{row['name']:16} {row['classes']:7d} {train:>8} {test:>7}  {row['where']}")
     return 0
 
 

@@ -217,6 +217,10 @@ def test_fast_preset_trains_on_fashion_mnist_end_to_end(tmp_path, capsys):
     Image.fromarray(255 - sandal.numpy()).save(image)
     assert main(["predict", str(tmp_path / "f"), str(image)]) == 0
     assert "Sandal" in capsys.readouterr().out
+    assert main(["test", str(tmp_path / "f"), "--json"]) == 0  # on Fashion-MNIST, its own data set
+    assert json.loads(capsys.readouterr().out) == result["test"]
+    assert main(["test", str(tmp_path / "f"), "--data", "mnist"]) == 2
+    assert "trained on classes T-shirt/top" in capsys.readouterr().err
 
 
 KILL_SCRIPT = """

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="run folder, best.safetensors, or a seed .pth; several are ensembled",
     )
-    test.add_argument("--data", default="mnist", help="'mnist' or a data folder (default mnist)")
+    test.add_argument(
+        "--data", help="data set name, file or folder (default: the one the checkpoint was trained on)"
+    )
     test.add_argument("--model", help="architecture of a .pth state dict")
     test.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
     test.add_argument("--json", action="store_true", help="print one JSON object")
@@ -333,7 +335,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     checkpoints = [load_checkpoint(path, model_name=args.model) for path in args.checkpoints]
-    data = load_dataset(args.data, "test")
+    data = load_dataset(args.data or checkpoints[0].meta.get("dataset", "mnist"), "test")
+    for checkpoint in checkpoints:
+        checkpoint.check_classes(data)
     if len(checkpoints) == 1:
         checkpoint = checkpoints[0]
         metrics = evaluate(checkpoint.model, data, checkpoint.mean, checkpoint.std, args.batch_size)

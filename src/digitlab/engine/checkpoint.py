@@ -41,6 +41,14 @@ class Checkpoint:
     meta: dict = field(default_factory=dict)
     path: Path | None = None
 
+    def check_classes(self, data) -> None:
+        """Refuse to score a model on data with other classes (a Fashion-MNIST model on digits)."""
+        if list(data.classes) != list(self.classes):
+            raise CheckpointError(
+                f"{self.path}: trained on classes {', '.join(self.classes)}; "
+                f"{data.name} has {', '.join(data.classes)}"
+            )
+
 
 def versions() -> dict:
     from digitlab import __version__

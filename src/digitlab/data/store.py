@@ -94,6 +94,8 @@ def fetch(
         if from_dir is not None:
             _import_from(spec, Path(from_dir), folder)
         else:
+            archive = f" (a {spec.archive.size / 1e6:.0f} MB archive)" if spec.archive else ""
+            print(f"digitlab: downloading {name}{archive} into {folder} (once; verified)", file=sys.stderr)
             _download(spec, [*(mirrors or []), *spec.mirrors], folder, timeout, retries, progress)
     except DataError as err:
         raise DataError(f"{name}: {err}\n{offline_help(spec)}") from None

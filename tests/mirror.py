@@ -4,6 +4,7 @@ URLs: /good/NAME serves the file; /corrupt/NAME serves it with one byte changed;
 /slow/NAME waits `SLOW_SECONDS` before answering; /cut/NAME announces the full length but
 sends half and closes; /flaky/NAME cuts the first request for a name and serves later ones;
 /trickle/NAME sends half, then a byte every 0.2 s (a transfer to kill midway); anything else is 404.
+Every mode honours `Range: bytes=N-` (206 and the rest of the file), as real mirrors do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class MirrorServer:
     def __init__(self, files: dict[str, bytes]):
         self.files = files
         self.requests: list[str] = []
+        self.ranges: list[str | None] = []  # each request's Range header
         self.flaky_seen: set[str] = set()
         server = self
 
@@ -28,6 +30,7 @@ class MirrorServer:
 
             def do_GET(self):
                 server.requests.append(self.path)
+                server.ranges.append(self.headers.get("Range"))
                 _, mode, name = (self.path.split("/", 2) + ["", ""])[:3]
                 payload = server.files.get(name)
                 if payload is None or mode not in ("good", "corrupt", "slow", "cut", "flaky", "trickle"):
@@ -39,7 +42,11 @@ class MirrorServer:
                     payload = payload[:-1] + bytes([payload[-1] ^ 0xFF])
                 cut = mode == "cut" or (mode == "flaky" and name not in server.flaky_seen)
                 server.flaky_seen.add(name)
-                self.send_response(200)
+                start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+                payload = payload[start:]
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 try:

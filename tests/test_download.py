@@ -131,16 +131,25 @@ def test_slow_mirror_times_out_and_the_next_one_serves(tiny, tmp_path):
     assert NAMES["test-labels"] not in cache_listing(tmp_path)
 
 
-def test_interrupted_transfer_is_refused_then_retried(tiny, tmp_path):
+def test_interrupted_transfer_is_refused_then_continued(tiny, tmp_path):
     files, register = tiny
+    first = NAMES["train-images"]
     with MirrorServer(files) as server:
         register(f"{server.url}/cut/")
         with pytest.raises(DataError, match="interrupted|ended after"):
             store.fetch("tiny", progress=False, retries=1)
-        assert cache_listing(tmp_path) == []
-        register(f"{server.url}/flaky/")  # cut once, then whole: the retry succeeds
+        assert cache_listing(tmp_path) == [f"{first}.part"]  # kept to continue; nothing looks valid
+        register(f"{server.url}/good/")
+        store.fetch("tiny", progress=False)
+        # the next command asked only for the missing bytes
+        assert (
+            server.ranges[server.requests.index(f"/good/{first}")] == f"bytes={len(files[first]) * 3 // 4}-"
+        )
+        (tmp_path / "cache" / "tiny" / NAMES["test-labels"]).unlink()
+        register(f"{server.url}/flaky/")  # cut once, then whole: the retry continues it
         store.fetch("tiny", progress=False, retries=1)
     assert cache_listing(tmp_path) == sorted(NAMES.values())
+    assert store.verify("tiny") == [(name, True) for name in NAMES.values()]
 
 
 def test_import_from_a_folder_verifies_each_file(tiny, tmp_path):
@@ -250,10 +259,12 @@ def test_kill_9_during_a_download_leaves_nothing_that_looks_valid(tiny, tmp_path
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert part.exists(), "the download never started"
+        part_size = part.stat().st_size
         assert cache_listing(tmp_path) == [part.name]  # only the .part: nothing looks valid
         register(f"{server.url}/good/")
         assert store.locate(catalog.CATALOG["tiny"]) is None
         store.fetch("tiny", progress=False)
+        assert server.ranges[-4] == f"bytes={part_size}-"  # continued where the kill stopped it
     assert cache_listing(tmp_path) == sorted(NAMES.values())
     assert len(load_dataset("tiny", "train")) == 300
 

@@ -1,8 +1,8 @@
 """Downloading one published file: mirrors in order, timeouts, retries, checksum, atomic rename.
 
 A file reaches its final name only after its checksum matched, so a broken or interrupted
-download never sits in the cache looking valid; a `.part` file left by a killed process is
-simply overwritten by the next attempt.
+download never sits in the cache looking valid; a `.part` file left by an interrupted
+transfer or a killed process is continued (HTTP Range) by the next attempt.
 """
 
 from __future__ import annotations
@@ -72,14 +72,22 @@ def describe_digest(path: Path, remote: RemoteFile) -> str:
 
 
 def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """Stream `url` into `part`; raise DownloadFailed with a short reason."""
+    """Stream `url` into `part`, continuing a partial `part` where the server allows it
+    (HTTP Range); raise DownloadFailed with a short reason."""
+    have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "digitlab"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0)
+            if response.status != 206:  # the whole file: start again
+                have = 0
+            length = int(response.headers.get("Content-Length") or 0)
+            total = have + length if length else 0
             with (
-                open(part, "wb") as out,
+                open(part, "ab" if have else "wb") as out,
                 tqdm(
+                    initial=have,
                     total=total or None,
                     unit="B",
                     unit_scale=True,
@@ -96,6 +104,9 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
             if total and part.stat().st_size != total:
                 raise DownloadFailed(f"transfer ended after {part.stat().st_size} of {total} bytes", True)
     except urllib.error.HTTPError as err:
+        if err.code == 416:  # the partial file does not fit this server's copy: start again
+            part.unlink(missing_ok=True)
+            raise DownloadFailed("HTTP 416 for the partial download; starting again", True) from None
         raise DownloadFailed(f"HTTP {err.code} {err.reason}", err.code >= 500) from None
     except TimeoutError:
         raise DownloadFailed(f"no data for {timeout:g} s (timed out)", True) from None
@@ -121,6 +132,8 @@ def fetch_file(
 
     Each mirror is tried up to 1 + `retries` times for transient failures (timeouts,
     interruptions, 5xx, a checksum mismatch); a 4xx answer moves on to the next mirror.
+    An interrupted transfer continues where it stopped, with the next attempt, mirror or
+    command (the `.part` file is kept); a file that fails its checksum is deleted.
     Raises DataError listing every mirror's failure.
     """
     if progress is None:
@@ -135,7 +148,9 @@ def fetch_file(
             try:
                 _download(url, part, timeout, progress)
                 if not matches(part, remote):
-                    raise DownloadFailed(f"checksum mismatch ({describe_digest(part, remote)})", True)
+                    mismatch = describe_digest(part, remote)
+                    part.unlink()
+                    raise DownloadFailed(f"checksum mismatch ({mismatch})", True)
                 os.replace(part, final)
                 return final
             except DownloadFailed as failure:
@@ -143,7 +158,5 @@ def fetch_file(
                 if not failure.retry or attempt == retries:
                     break
                 time.sleep(0.5 * (attempt + 1))
-            finally:
-                part.unlink(missing_ok=True)
         failures.append(f"{url}: {reason}")
     raise DataError(f"could not download {remote.name}:\n  " + "\n  ".join(failures))

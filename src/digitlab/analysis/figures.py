@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -74,17 +75,21 @@ def confusion_heatmap(
     shown = matrix.copy()
     if errors_only:
         np.fill_diagonal(shown, 0)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    n = len(classes)
+    side = max(6.4, 0.25 * n)  # 47 EMNIST classes need a bigger canvas than 10 digits
+    fig, ax = plt.subplots(figsize=(side, side * 0.875))
     image = ax.imshow(shown, cmap="Reds" if errors_only else "Blues")
     fig.colorbar(image, ax=ax, label="images")
     top = shown.max() or 1
-    for i in range(len(classes)):
-        for j in range(len(classes)):
+    fontsize = 7 if n <= 20 else 5
+    for i in range(n):
+        for j in range(n):
             if shown[i, j] or not errors_only:
                 color = "white" if shown[i, j] > top / 2 else "black"
-                ax.text(j, i, str(shown[i, j]), ha="center", va="center", fontsize=7, color=color)
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
+                ax.text(j, i, str(shown[i, j]), ha="center", va="center", fontsize=fontsize, color=color)
+    long_names = max(len(name) for name in classes) > 2  # "T-shirt/top" would overlap its neighbours
+    ax.set_xticks(range(n), classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
+    ax.set_yticks(range(n), classes)
     ax.set(xlabel="predicted label", ylabel="true label")
     ax.set_title("mistakes only (diagonal removed)" if errors_only else "confusion matrix")
     return _save(fig, path)
@@ -96,7 +101,11 @@ def digit_grid(
     """Images (N, 28, 28) in a grid, each with a caption."""
     n = max(len(images), 1)
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns, 1.45 * rows), squeeze=False)
+    # long class names ("Ankle boot → Sneaker (90%)") wrap onto more lines and get wider cells
+    captions = [textwrap.fill(caption, 16) for caption in captions]
+    lines = max((caption.count("\n") + 1 for caption in captions), default=1)
+    size = ((1.25 if lines == 1 else 1.6) * columns, (1.2 + 0.3 * lines) * rows)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):

@@ -180,9 +180,9 @@ def _error_section(doc: Document, run: RunFolder, config, figure_dir: Path, mist
             predictions.images[hardest],
             captions,
             figure_dir / "mistakes.png",
-            f"{len(hardest)} misclassified test digits, most confident first",
+            f"{len(hardest)} misclassified test images, most confident first",
         ),
-        "Misclassified test digits: true → predicted (model confidence).",
+        "Misclassified test images: true → predicted (model confidence).",
     )
     pairs = confused_pairs(matrix, classes)
     doc.paragraph(

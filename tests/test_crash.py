@@ -72,6 +72,24 @@ def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert not list(cut.glob(".*.tmp"))
 
 
+def test_killed_between_the_state_and_the_metrics_write_resumes_with_every_row(tmp_path, monkeypatch):
+    from digitlab.engine.runs import RunFolder
+
+    whole = train(quick_config(tmp_path, epochs=3, run_name="whole"), quiet=True)
+
+    def killed(self, rows):  # the process dies as it is about to write epoch 1's metrics row
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFolder, "write_metrics", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_config(tmp_path, epochs=3, run_name="cut"), quiet=True)
+    monkeypatch.undo()
+    cut = tmp_path / "runs" / "cut"
+    assert (cut / "last.pt").exists() and not (cut / "metrics.jsonl").exists()
+    train(None, resume=cut, quiet=True)
+    assert epoch_rows(cut) == epoch_rows(whole.run_dir)
+
+
 WRITER = """
 import sys, torch
 from digitlab.engine.checkpoint import save_checkpoint

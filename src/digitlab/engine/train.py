@@ -129,6 +129,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "ema": self.ema.state_dict() if self.ema else None,
+            "history": self.history,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -141,6 +142,7 @@ class Trainer:
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         if self.ema:
             self.ema.load_state_dict(state["ema"])
+        self.history = state.get("history", [])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -253,8 +255,9 @@ class Trainer:
                 if better:
                     save_checkpoint(run.best_stem, self.eval_model, self.checkpoint_meta(val))
                 self.history.append(row)
-                run.write_metrics(self.history)
+                # the resumable state first: a metrics row never exists without it
                 run.save_last(self.state())
+                run.write_metrics(self.history)
                 val_text = f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  " if val else ""
                 if raw_val:
                     val_text += f"(without EMA {raw_val.accuracy:.4f})  "
@@ -342,7 +345,8 @@ def train(
     trainer = Trainer(config, run, progress, echo, world, device)
     if resume is not None:
         trainer.load_state(run.load_last())
-        trainer.history = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
+        if not trainer.history:  # state saved before it carried the metrics rows
+            trainer.history = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
         if world.is_main:
             echo(f"resuming {run.path} after epoch {trainer.epoch}")
     elif world.is_main:

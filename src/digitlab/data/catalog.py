@@ -18,10 +18,15 @@ class RemoteFile:
     where known, is of the decompressed content, so a re-compressed copy (Debian's) matches.
     """
 
-    name: str
+    name: str  # as published: a URL's last part, or a path inside an archive
     md5: str = ""
     sha256: str = ""
     size: int = 0  # bytes as published, for messages and progress; 0 = unknown
+
+    @property
+    def local_name(self) -> str:
+        """The file's name on a mirror's URL and in a data set's folder."""
+        return self.name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class DatasetSpec:
 
 
 def _idx_files(prefix: str = "", test_word: str = "t10k", label_kind: str = "idx1-ubyte", **digests) -> dict:
-    """The four files train-images-idx3-ubyte.gz etc. (named with `prefix`), with their digests."""
+    """The four files train-images-idx3-ubyte.gz etc. (named with `prefix`), with their
+    (md5, sha256) digests by role (train_images=...); files without published digests get none."""
     stems = {
         "train-images": "train-images-idx3-ubyte",
         "train-labels": f"train-labels-{label_kind}",
@@ -50,24 +56,18 @@ def _idx_files(prefix: str = "", test_word: str = "t10k", label_kind: str = "idx
     }
     files = {}
     for role in ROLES:
-        md5, sha256 = digests[role.replace("-", "_")]
+        md5, sha256 = digests.get(role.replace("-", "_"), ("", ""))
         files[role] = RemoteFile(f"{prefix}{stems[role]}.gz", md5, sha256)
     return files
 
 
 def _emnist(split: str, title: str, classes: tuple[str, ...], sizes: dict, label_offset: int = 0):
-    member = "gzip/emnist-{split}-{part}.gz"
-    parts = {
-        "train-images": "train-images-idx3-ubyte",
-        "train-labels": "train-labels-idx1-ubyte",
-        "test-images": "test-images-idx3-ubyte",
-        "test-labels": "test-labels-idx1-ubyte",
-    }
+    """One EMNIST split: four members of NIST's gzip.zip, trusted through the archive's md5."""
     return DatasetSpec(
         name=f"emnist-{split}",
         title=title,
         classes=classes,
-        files={role: RemoteFile(member.format(split=split, part=part)) for role, part in parts.items()},
+        files=_idx_files(prefix=f"gzip/emnist-{split}-", test_word="test"),
         mirrors=("https://biometrics.nist.gov/cs_links/EMNIST/",),
         archive=RemoteFile("gzip.zip", md5="58c8d27c78d21e728a6bc7b3cc06412e", size=561_753_746),
         transposed=True,

@@ -44,13 +44,12 @@ def file_md5(path: Path) -> str:
 
 
 def content_sha256(path: Path) -> str:
-    """SHA-256 of the file's content, decompressed first when it is gzip'd."""
+    """SHA-256 of the file's content, decompressed first when it is gzip'd; "" if unreadable."""
     digest = hashlib.sha256()
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
     try:
-        with opener(path, "rb") as handle:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open if gzipped else open)(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     except (OSError, EOFError, zlib.error):
@@ -58,17 +57,21 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def matches(path: Path, remote: RemoteFile) -> bool:
-    """True when `path` is the published file: its md5, or its decompressed SHA-256."""
-    if remote.md5 and file_md5(path) == remote.md5:
-        return True
-    return bool(remote.sha256) and content_sha256(path) == remote.sha256
-
-
-def describe_digest(path: Path, remote: RemoteFile) -> str:
+def digest_mismatch(path: Path, remote: RemoteFile) -> str:
+    """ "" when `path` is the published file (its md5, or its decompressed SHA-256 matches);
+    otherwise what was found against what was expected. Each digest is computed once."""
+    found = []
     if remote.md5:
-        return f"md5 {file_md5(path)}, expected {remote.md5}"
-    return f"sha256 {content_sha256(path)}, expected {remote.sha256}"
+        md5 = file_md5(path)
+        if md5 == remote.md5:
+            return ""
+        found.append(f"md5 {md5}, expected {remote.md5}")
+    if remote.sha256:
+        sha256 = content_sha256(path)
+        if sha256 == remote.sha256:
+            return ""
+        found.append(f"sha256 {sha256}, expected {remote.sha256}")
+    return "; ".join(found) or "no published digest to check against"
 
 
 def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
@@ -138,17 +141,16 @@ def fetch_file(
     """
     if progress is None:
         progress = sys.stderr.isatty()
-    final = folder / Path(remote.name).name
+    final = folder / remote.local_name
     part = final.with_name(final.name + ".part")
     folder.mkdir(parents=True, exist_ok=True)
     failures = []
     for base in mirrors:
-        url = base.rstrip("/") + "/" + remote.name.split("/")[-1]
+        url = base.rstrip("/") + "/" + remote.local_name
         for attempt in range(1 + retries):
             try:
                 _download(url, part, timeout, progress)
-                if not matches(part, remote):
-                    mismatch = describe_digest(part, remote)
+                if mismatch := digest_mismatch(part, remote):
                     part.unlink()
                     raise DownloadFailed(f"checksum mismatch ({mismatch})", True)
                 os.replace(part, final)

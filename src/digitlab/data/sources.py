@@ -8,8 +8,6 @@ hold out a fixed seventh of it as the test split, the same one every run (MNIST'
 from __future__ import annotations
 
 import functools
-import gzip
-import hashlib
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -21,6 +19,7 @@ from digitlab.data import store
 from digitlab.data.catalog import CATALOG, DatasetSpec
 from digitlab.data.csvdata import read_csv_images
 from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, split_indices
+from digitlab.data.download import content_sha256
 from digitlab.data.idx import read_idx
 from digitlab.data.imagefolder import class_folders, is_image_folder, read_image_folder
 from digitlab.errors import DataError
@@ -115,15 +114,15 @@ def _from_image_folder(folder: str, stamp: tuple | None, classes: tuple | None =
 
 def _from_catalog(spec: DatasetSpec, split: str) -> DigitData:
     folder = store.fetch(spec.name)
-    image_file, label_file = (store.file_names(spec)[i] for i in ((0, 1) if split == "train" else (2, 3)))
-    images, labels = read_idx(folder / image_file), read_idx(folder / label_file)
+    image_path, label_path = (
+        folder / spec.files[f"{split}-{kind}"].local_name for kind in ("images", "labels")
+    )
+    images, labels = read_idx(image_path), read_idx(label_path)
     if labels.ndim == 2:  # QMNIST: one row of 8 numbers per image, the class first
         labels = labels[:, 0]
     if spec.transposed:  # EMNIST stores each image column by column
         images = images.transpose(0, 2, 1)
-    return _idx_arrays(
-        images, labels - spec.label_offset, folder / image_file, folder / label_file, spec.name, spec.classes
-    )
+    return _idx_arrays(images, labels - spec.label_offset, image_path, label_path, spec.name, spec.classes)
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -256,10 +255,5 @@ def verify_shipped() -> list[tuple[str, bool]]:
     results = []
     for line in (folder / "SHA256SUMS").read_text().splitlines():
         expected, name = line.split()
-        path = folder / f"{name}.gz"
-        try:
-            digest = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
-        except (OSError, EOFError):
-            digest = ""
-        results.append((name, digest == expected))
+        results.append((name, content_sha256(folder / f"{name}.gz") == expected))
     return results

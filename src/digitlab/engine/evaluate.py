@@ -65,8 +65,5 @@ def ensemble_probabilities(checkpoints: list, data: DigitData, batch_size: int =
 def evaluate_ensemble(checkpoints: list, data: DigitData, batch_size: int = 500) -> Metrics:
     """Accuracy and loss (NLL of the averaged probabilities) of checkpoints voting together."""
     probabilities = ensemble_probabilities(checkpoints, data, batch_size)
-    labels = data.labels.cpu()
-    n = len(labels)
-    loss = -probabilities[torch.arange(n), labels].clamp_min(1e-12).log().mean().item()
-    correct = (probabilities.argmax(1) == labels).sum().item()
-    return Metrics(loss, correct / n, n - correct, n)
+    # log-probabilities are logits whose softmax is themselves: cross-entropy on them is the NLL
+    return metrics_from_logits(probabilities.clamp_min(1e-12).log(), data.labels.cpu())

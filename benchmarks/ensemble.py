@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from digitlab.config import TrainConfig
-from digitlab.data import load_dataset
+from digitlab.data import load_dataset, load_training_set
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.inference import Predictor
 
@@ -33,12 +33,13 @@ def main() -> None:
     checkpoints = [load_checkpoint(run) for run in runs]
     configs = [TrainConfig.from_dict(c.meta["config"]) for c in checkpoints]
     test = load_dataset(configs[0].data, "test")
+    training_sets = {}  # runs on the same data share one read
     rows = []
     for run, checkpoint, config in zip(runs, checkpoints, configs, strict=True):
-        full = load_dataset(config.data, "train")
-        if config.train_limit:
-            full = full.subset(slice(0, config.train_limit))
-        _, val = full.split(config.val_split, config.seed)
+        key = (config.data, config.train_limit)
+        if key not in training_sets:
+            training_sets[key] = load_training_set(*key)
+        _, val = training_sets[key].split(config.val_split, config.seed)
         rows.append(
             {
                 "run": run,

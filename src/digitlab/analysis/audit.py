@@ -17,7 +17,7 @@ import numpy as np
 from digitlab.analysis import figures
 from digitlab.analysis.predictions import Predictions, predict
 from digitlab.data.digitdata import split_indices
-from digitlab.data.sources import load_dataset
+from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine.checkpoint import Checkpoint
 from digitlab.errors import DigitlabError
 from digitlab.fileio import atomic_write_text
@@ -41,9 +41,7 @@ def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np
             )
         if (config["data"], config.get("train_limit")) != (configs[0]["data"], configs[0].get("train_limit")):
             raise DigitlabError(f"{checkpoint.path}: trained on a different training set than the others")
-    full = load_dataset(configs[0]["data"], "train")  # read once: every checkpoint shares it
-    if configs[0].get("train_limit"):
-        full = full.subset(slice(0, configs[0]["train_limit"]))
+    full = load_training_set(configs[0]["data"], configs[0].get("train_limit", 0))  # shared: read once
     total, count = np.zeros((len(full), len(full.classes))), np.zeros(len(full))
     for checkpoint, config in zip(checkpoints, configs, strict=True):
         _, held_out = split_indices(len(full), config["val_split"], config["seed"])

@@ -2,12 +2,13 @@
 
 from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, normalize
 from digitlab.data.idx import read_idx, write_idx
-from digitlab.data.sources import load_dataset, verify_shipped
+from digitlab.data.sources import load_dataset, load_training_set, verify_shipped
 
 __all__ = [
     "DIGIT_CLASSES",
     "DigitData",
     "load_dataset",
+    "load_training_set",
     "normalize",
     "read_idx",
     "verify_shipped",

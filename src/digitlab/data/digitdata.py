@@ -41,6 +41,11 @@ class DigitData:
         train_index, val_index = split_indices(len(self), val_fraction, seed)
         return self.subset(train_index.to(self.device)), self.subset(val_index.to(self.device))
 
+    def class_counts(self) -> dict[str, int]:
+        """Images per class, by class name, in class order."""
+        counts = self.labels.bincount(minlength=len(self.classes)).tolist()
+        return dict(zip(self.classes, counts, strict=True))
+
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and standard deviation of the pixels scaled to [0, 1]."""
         pixels = self.images.float().div_(255)

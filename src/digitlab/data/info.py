@@ -37,8 +37,7 @@ def describe(source: str) -> dict:
     classes = splits["train"].classes
     info = {"source": source, "classes": classes, "splits": {}}
     for split, data in splits.items():
-        counts = data.labels.bincount(minlength=len(classes)).tolist()
-        info["splits"][split] = {"images": len(data), "per_class": dict(zip(classes, counts, strict=True))}
+        info["splits"][split] = {"images": len(data), "per_class": data.class_counts()}
     if source in CATALOG:
         spec = CATALOG[source]
         info.update(title=spec.title, where=where(spec), homepage=spec.homepage, license=spec.license)

@@ -78,6 +78,12 @@ def load_dataset(source: str | Path = "mnist", split: str = "train") -> DigitDat
     return _from_idx_folder(path, split, name=str(path))
 
 
+def load_training_set(source: str | Path, train_limit: int = 0) -> DigitData:
+    """The training split as a run used it: its first `train_limit` images when set (0 = all)."""
+    data = load_dataset(source, "train")
+    return data.subset(slice(0, train_limit)) if train_limit else data
+
+
 def _stamp(path: Path) -> tuple[int, int] | None:
     """(modification time, size): a changed file or folder is read again, not served from memory."""
     if not path.exists():

@@ -19,7 +19,7 @@ from digitlab.config import TrainConfig
 from digitlab.data.augment import AffineAugment
 from digitlab.data.digitdata import normalize
 from digitlab.data.info import balance_line
-from digitlab.data.sources import load_dataset
+from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
 from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from digitlab.engine.evaluate import Metrics, evaluate
@@ -79,9 +79,7 @@ class Trainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
 
-        full = load_dataset(config.data, "train")
-        if config.train_limit:
-            full = full.subset(slice(0, config.train_limit))
+        full = load_training_set(config.data, config.train_limit)
         self.train_data, self.val_data = (
             d.to(self.device) for d in full.split(config.val_split, config.seed)
         )
@@ -350,13 +348,10 @@ def train(
         if world.is_main:
             echo(f"resuming {run.path} after epoch {trainer.epoch}")
     elif world.is_main:
-        classes = trainer.train_data.classes
-        per_class = trainer.train_data.labels.bincount(minlength=len(classes)).tolist()
-        counts = dict(zip(classes, per_class, strict=True))
         echo(
             f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
             f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}; "
-            f"{len(classes)} classes, {balance_line(counts)}"
+            f"{len(trainer.train_data.classes)} classes, {balance_line(trainer.train_data.class_counts())}"
         )
     try:
         return trainer.run()

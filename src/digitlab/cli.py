@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from digitlab.config import PRESETS, TrainConfig, preset_config
-from digitlab.data.imagefolder import IMAGE_SUFFIXES
+from digitlab.data.imagefolder import IMAGE_SUFFIXES, image_files
 from digitlab.errors import ConfigError, DigitlabError
 
 # Training flags: (flag, TrainConfig field, type, help). Unset flags leave the preset's value.
@@ -387,7 +387,7 @@ def split_checkpoints_and_images(
         ):
             checkpoints.append(path)
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files(path)
             if not found:
                 raise ConfigError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             images.extend(found)

@@ -16,25 +16,33 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place."""
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place.
+
+    An OSError about the temporary (disk full, read-only folder) is raised naming `path`,
+    the file the user knows.
+    """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.filename in (None, str(tmp), tmp):  # name the file the user knows, not the temporary
+    except BaseException as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and _is_temporary(err.filename, path):
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+
+def _is_temporary(filename, path: Path) -> bool:
+    """Whether an error's file name is unset or one of atomic_write's temporaries for `path`."""
+    return filename is None or Path(os.fsdecode(filename)).name.startswith(f".{path.name}.")
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:

@@ -18,12 +18,11 @@ import numpy as np
 from digitlab.config import TrainConfig
 from digitlab.data import load_dataset, load_training_set
 from digitlab.engine.checkpoint import load_checkpoint
-from digitlab.inference import Predictor
+from digitlab.engine.evaluate import evaluate_ensemble
 
 
 def accuracy(checkpoints: list, data, tta: bool) -> float:
-    probabilities = Predictor(checkpoints, tta=tta).probabilities(data.images)
-    return float((probabilities.argmax(1) == data.labels.numpy()).mean())
+    return evaluate_ensemble([c.model for c in checkpoints], data, tta).accuracy
 
 
 def main() -> None:
@@ -31,7 +30,7 @@ def main() -> None:
     if not runs:
         sys.exit(__doc__)
     checkpoints = [load_checkpoint(run) for run in runs]
-    configs = [TrainConfig.from_dict(c.meta["config"]) for c in checkpoints]
+    configs = [TrainConfig.from_dict(c.meta.config) for c in checkpoints]
     test = load_dataset(configs[0].data, "test")
     training_sets = {}  # runs on the same data share one read
     rows = []

@@ -13,6 +13,7 @@ from digitlab.analysis.metrics import calibration, confused_pairs, confusion_mat
 from digitlab.analysis.predictions import predict
 from digitlab.analysis.report import write_report
 from digitlab.cli import main
+from digitlab.analysis.sweep_report import write_sweep_report
 from digitlab.engine.sweep import run_sweep, start_sweep
 from digitlab.errors import DigitlabError
 
@@ -81,11 +82,11 @@ def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path)
     first_result = folder / "runs" / "lr=0.001" / "result.json"
     stamp = first_result.stat().st_mtime_ns
 
-    result = run_sweep(folder, quiet=True)
+    rows = write_sweep_report(run_sweep(folder, quiet=True))
     assert first_result.stat().st_mtime_ns == stamp  # the finished point was not trained again
-    assert [row["lr"] for row in result.rows] == [1e-3, 3e-3, 1e-2]
+    assert [row["lr"] for row in rows] == [1e-3, 3e-3, 1e-2]
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["lr=0.001", "lr=0.003", "lr=0.01"]
-    for row in result.rows:
+    for row in rows:
         recorded = json.loads((folder / "runs" / row["run"] / "result.json").read_text())
         assert row["best_test_acc"] == recorded["test"]["accuracy"]
         assert row["best_epoch"] == recorded["best_epoch"]

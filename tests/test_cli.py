@@ -30,8 +30,9 @@ def test_train_then_test_json(trained_run, capsys):
     assert code == 0
     result = json.loads(out)
     assert set(result) == {"accuracy", "loss", "errors", "n"}
-    recorded = json.loads((trained_run / "best.json").read_text())["metrics"]["test"]
-    assert result == recorded
+    recorded = json.loads((trained_run / "result.json").read_text())["test"]
+    assert result["accuracy"] == recorded["accuracy"] and result["errors"] == recorded["errors"]
+    assert result["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
     code, out, _ = run_cli(capsys, "test", trained_run / "best.safetensors")
     assert code == 0 and "test accuracy" in out and "errors" in out
 
@@ -49,25 +50,26 @@ def test_config_replays_a_run_exactly(trained_run, tmp_path, capsys):
         "--quiet",
     )
     assert code == 0
-    replay = json.loads((tmp_path / "replay" / "best.json").read_text())["metrics"]
-    original = json.loads((trained_run / "best.json").read_text())["metrics"]
-    assert replay == original
+    replay = json.loads((tmp_path / "replay" / "result.json").read_text())
+    original = json.loads((trained_run / "result.json").read_text())
+    assert (replay["val"], replay["test"]) == (original["val"], original["test"])
 
 
 def test_preset_values_and_flag_overrides(tmp_path, capsys):
-    from digitlab.cli import build_parser, train_config_from_args
+    from digitlab.cli import build_parser
+    from digitlab.cli.training_flags import train_config_from_args
 
-    args = build_parser().parse_args(["train", "--preset", "seed-002", "--lr", "0.01"])
+    args = build_parser().parse_args(["train", "--preset", "report-002", "--lr", "0.01"])
     config = train_config_from_args(args)
     assert (config.model, config.batch_size, config.patience, config.grad_clip) == ("myconvnet", 16, 8, 10.0)
-    assert config.lr == 0.01 and config.preset == "seed-002"
+    assert config.lr == 0.01 and config.preset == "report-002"
 
 
 def test_listing_commands(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "1,007,590" in out and "bncnn" in out
     code, out, _ = run_cli(capsys, "presets")
-    assert code == 0 and "seed-004" in out and "fast" in out
+    assert code == 0 and "report-004" in out and "fast" in out
     code, out, _ = run_cli(capsys, "summary", "digit")
     assert code == 0 and "1,007,590" in out
     code, out, _ = run_cli(capsys, "data", "verify")
@@ -133,7 +135,7 @@ def test_corrupt_checkpoint_and_data_are_reported_and_left_alone(trained_run, tm
 
 def test_console_script_runs_as_module():
     done = subprocess.run([sys.executable, "-m", "digitlab", "presets"], capture_output=True, text=True)
-    assert done.returncode == 0 and "seed-001" in done.stdout
+    assert done.returncode == 0 and "report-001" in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "digitlab", "train", "--epochs", "0"], capture_output=True, text=True
     )

@@ -73,14 +73,14 @@ def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_killed_between_the_state_and_the_metrics_write_resumes_with_every_row(tmp_path, monkeypatch):
-    from digitlab.engine.runs import RunFolder
+    from digitlab.engine.runs import Run
 
     whole = train(quick_config(tmp_path, epochs=3, run_name="whole"), quiet=True)
 
     def killed(self, rows):  # the process dies as it is about to write epoch 1's metrics row
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(RunFolder, "write_metrics", killed)
+    monkeypatch.setattr(Run, "write_metrics", killed)
     with pytest.raises(KeyboardInterrupt):
         train(quick_config(tmp_path, epochs=3, run_name="cut"), quiet=True)
     monkeypatch.undo()
@@ -92,16 +92,16 @@ def test_killed_between_the_state_and_the_metrics_write_resumes_with_every_row(t
 
 WRITER = """
 import sys, torch
-from digitlab.engine.checkpoint import save_checkpoint
-from digitlab.models import build_model
-model = build_model("mlp")
+from digitlab.engine.checkpoint import CheckpointMeta, save_checkpoint
+from digitlab.models import build_classifier
+model = build_classifier("mlp")
 value = 0
 while True:
     value += 1
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(value)
-    save_checkpoint(sys.argv[1], model, {"model": "mlp", "value": value})
+    save_checkpoint(sys.argv[1], model, CheckpointMeta("mlp", epoch=value))
 """
 
 
@@ -114,7 +114,7 @@ def test_kill_9_during_checkpoint_writes_never_leaves_a_mixed_checkpoint(tmp_pat
         time.sleep(rng.uniform(0.05, 0.6))
         kill_9(process)
         checkpoint = load_checkpoint(stem.with_suffix(".safetensors"))
-        value = checkpoint.meta["value"]
+        value = checkpoint.meta.epoch
         # weights and metadata come from the same save, whatever moment the kill hit
         assert all(torch.all(p == value) for p in checkpoint.model.parameters())
 
@@ -149,7 +149,7 @@ def test_disk_full_mid_training_gives_a_clear_error_and_keeps_the_first_epoch(tm
     run = tmp_path / "full"
     assert "best.safetensors" in err or "metrics.jsonl" in err  # names the file it could not write
     assert metric_lines(run) == 1
-    assert load_checkpoint(run).meta["epoch"] == 1  # the first epoch's checkpoint is intact
+    assert load_checkpoint(run).meta.epoch == 1  # the first epoch's checkpoint is intact
     assert not list(run.glob(".*.tmp"))
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # space again: it carries on

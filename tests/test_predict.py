@@ -26,9 +26,7 @@ def test_predict_on_saved_mnist_pngs_agrees_with_direct_evaluation(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 200 and all(len(line["top"]) == 3 for line in lines)
     checkpoint = load_checkpoint(trained_checkpoint)
-    direct = predict_logits(
-        checkpoint.model, mnist_test.subset(slice(0, 200)), checkpoint.mean, checkpoint.std
-    )
+    direct = predict_logits(checkpoint.model, mnist_test.images[:200])
     agree = np.mean(
         [int(line["digit"]) == d for line, d in zip(lines, direct.argmax(1).tolist(), strict=True)]
     )
@@ -45,10 +43,10 @@ def test_predictor_accepts_pil_path_array_and_batches(trained_checkpoint, png_fo
     from_path = predictor.predict(png_folder / "000.png")
     from_pil = predictor.predict(Image.fromarray(image))
     from_array = predictor.predict(image)
-    assert from_path.digit == from_pil.digit == from_array.digit == "7"
+    assert from_path.label == from_pil.label == from_array.label == "7"
     assert from_path.probabilities == pytest.approx(from_array.probabilities)
     batch = predictor.predict_many([png_folder / f"00{i}.png" for i in range(5)])
-    assert [p.digit for p in batch] == [str(y) for y in mnist_test.labels[:5].tolist()]
+    assert [p.label for p in batch] == [str(y) for y in mnist_test.labels[:5].tolist()]
     assert sum(batch[0].probabilities) == pytest.approx(1.0, abs=1e-5)
 
 

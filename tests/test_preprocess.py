@@ -6,7 +6,7 @@ from PIL import Image
 from scipy import ndimage
 
 from digitlab.errors import DataError
-from digitlab.inference.preprocess import split_digits, stroke_width, to_mnist
+from digitlab.imaging.preprocess import split_digits, stroke_width, to_mnist
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ def test_short_real_training_reaches_accuracy(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert set(rows[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
     meta = json.loads((run / "best.json").read_text())
-    assert meta["model"] == "fastcnn" and meta["metrics"]["test"]["accuracy"] == result.test.accuracy
+    assert meta["model"] == "fastcnn" and meta["format_version"] == 2
+    assert meta["val"] == json.loads((run / "result.json").read_text())["val"]
     assert {"digitlab", "torch"} <= set(meta["versions"])
     assert (run / "train.log").read_text().count("epoch") >= 2
     assert json.loads((run / "config.json").read_text())["train_limit"] == 3000
@@ -104,7 +105,7 @@ def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
     from digitlab.analysis.report import write_report
 
     result = train(quick_config(tmp_path, val_split=0.0, epochs=2, run_name="noval"), quiet=True)
-    assert result.best_epoch == 2 and result.best_val is None and result.test.n == 10000
+    assert result.best_epoch == 2 and result.val is None and result.test.n == 10000
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["val_acc"] is None
     assert "NaN" not in (result.run_dir / "result.json").read_text()

@@ -103,7 +103,7 @@ def test_image_folder_trains_a_model_sized_by_its_classes(tmp_path, three_class_
     assert result.test.accuracy > 0.9
     checkpoint = load_checkpoint(result.run_dir)
     assert checkpoint.classes == ["one", "seven", "zero"]
-    assert checkpoint.model.classifier[-1].out_features == 3
+    assert checkpoint.model.network.classifier[-1].out_features == 3
     image = next((three_class_folder / "test" / "seven").iterdir())
     assert main(["predict", str(result.run_dir), str(image)]) == 0
 

@@ -1,14 +1,13 @@
 """digitlab: train, compare, understand and deploy handwritten-digit recognisers."""
 
-__version__ = "0.1.0"
-
-from digitlab.config import PRESETS, TrainConfig, preset_config  # noqa: E402
-from digitlab.data import DigitData, load_dataset  # noqa: E402
-from digitlab.engine.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
-from digitlab.engine.evaluate import Metrics, evaluate  # noqa: E402
-from digitlab.engine.train import TrainResult, train  # noqa: E402
-from digitlab.errors import DigitlabError  # noqa: E402
-from digitlab.models import build_model, list_models  # noqa: E402
+from digitlab._version import __version__
+from digitlab.config import PRESETS, TrainConfig, preset_config
+from digitlab.data import DigitData, load_dataset
+from digitlab.engine.checkpoint import Checkpoint, load_checkpoint
+from digitlab.engine.evaluate import Metrics, evaluate
+from digitlab.engine.train import TrainResult, train
+from digitlab.errors import DigitlabError
+from digitlab.models import build_model, list_models
 
 
 def __getattr__(name: str):
@@ -21,6 +20,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "__version__",
     "Predictor",
     "PRESETS",
     "Checkpoint",

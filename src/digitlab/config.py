@@ -13,45 +13,64 @@ SCHEDULES = ("none", "step", "cosine", "onecycle")
 MONITORS = ("val_acc", "val_loss")
 
 
+def setting(default, help: str, *, flag: str = "", choices: tuple = (), cli: bool = True):
+    """A TrainConfig field with what its command-line flag needs: help text, flag name
+    (default `--field-name`), allowed values; `cli=False` for fields no flag sets."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    """A complete training run. Saved as config.json; feeding it back replays the run."""
+    """A complete training run. Saved as config.json; feeding it back replays the run.
 
-    model: str = "fastcnn"
-    model_kwargs: dict = field(default_factory=dict)
-    data: str = "mnist"  # "mnist" or a folder (idx files or seed-002 tensor files)
-    train_limit: int = 0  # use only the first N training images (0 = all); for quick runs
-    val_split: float = 0.1  # fraction of the training set held out for validation
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 500
-    optimizer: str = "adam"
-    lr: float = 1e-3  # peak learning rate for one-cycle
-    momentum: float = 0.9  # SGD momentum
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    step_size: int = 1  # epochs between decays, for schedule "step"
-    gamma: float = 0.7  # decay factor, for schedule "step"
-    label_smoothing: float = 0.0
-    aug_rotate: float = 0.0  # random rotation, max degrees either way (0 = off)
-    aug_scale: float = 0.0  # random zoom, max relative change either way (0.1 = 0.9..1.1)
-    aug_shift: float = 0.0  # random shift, max pixels either way
-    aug_shear: float = 0.0  # random shear, max degrees either way
-    grad_clip: float = 0.0  # max gradient norm (0 = off)
-    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off, e.g. 0.999)
-    patience: int = 0  # epochs without improvement before stopping (0 = never stop early)
-    monitor: str = "val_acc"  # validation metric for best checkpoint and early stopping
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    threads: int = 0  # CPU threads for torch (0 = torch's default)
-    compile: bool = False  # torch.compile the training step's model (pays off on GPUs, long runs)
-    out_dir: str = "runs"  # parent folder of run folders
-    run_name: str = ""  # run folder name ("" = <time>-<model>)
-    preset: str = ""  # the preset this config started from, for the record
+    Each field's metadata is the one declaration of its command-line flag (see `setting`).
+    """
+
+    model: str = setting("fastcnn", "architecture name (see `digitlab models`)")
+    model_kwargs: dict = setting({}, "keyword arguments of the model's constructor", cli=False)
+    data: str = setting(
+        "mnist", "data set name (`digitlab data list`), .npz/.csv file, or folder (idx, tensors, images)"
+    )
+    train_limit: int = setting(0, "use only the first N training images (0 = all); for quick runs")
+    val_split: float = setting(0.1, "fraction of training images held out for validation")
+    epochs: int = setting(10, "number of passes over the training split")
+    batch_size: int = setting(128, "images per optimiser step (global, across ranks)")
+    eval_batch_size: int = setting(500, "images per forward pass when validating and testing")
+    optimizer: str = setting("adam", "optimiser", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "learning rate (peak rate for --schedule onecycle)")
+    momentum: float = setting(0.9, "SGD momentum")
+    nesterov: bool = setting(False, "Nesterov momentum for SGD")
+    weight_decay: float = setting(0.0, "L2 weight decay")
+    schedule: str = setting("none", "learning-rate schedule, stepped every batch", choices=SCHEDULES)
+    step_size: int = setting(1, "epochs between decays for --schedule step")
+    gamma: float = setting(0.7, "decay factor for --schedule step")
+    label_smoothing: float = setting(0.0, "cross-entropy label smoothing in [0, 1)")
+    aug_rotate: float = setting(0.0, "augment: random rotation, max degrees either way (0 = off)")
+    aug_scale: float = setting(0.0, "augment: random zoom, max relative change (0.1 = 0.9..1.1)")
+    aug_shift: float = setting(0.0, "augment: random shift, max pixels either way")
+    aug_shear: float = setting(0.0, "augment: random shear, max degrees either way")
+    grad_clip: float = setting(0.0, "clip the gradient norm to this value (0 = off)")
+    ema: float = setting(0.0, "keep an exponential moving average of the weights, decay e.g. 0.999 (0 = off)")
+    patience: int = setting(0, "stop after this many epochs without improvement (0 = never)")
+    monitor: str = setting("val_acc", "validation metric that picks the best checkpoint", choices=MONITORS)
+    seed: int = setting(0, "random seed (same seed, same numbers on the CPU)")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+    threads: int = setting(0, "CPU threads for torch (0 = torch's default)")
+    compile: bool = setting(
+        False, "torch.compile the model for training (pays off on a GPU; minutes of compiling on a CPU)"
+    )
+    out_dir: str = setting("runs", "parent folder for run folders", flag="--out")
+    run_name: str = setting("", "run folder name (default <time>-<model>)", flag="--name")
+    preset: str = setting("", "the preset this config started from, for the record", cli=False)
 
     def validate(self) -> TrainConfig:
-        """Raise ConfigError naming the first impossible value; return self."""
+        """Raise ConfigError naming the first impossible value; return self.
+
+        The model name is checked by the engine (`validate_config`), which knows the registry.
+        """
         checks = [
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0 <= self.val_split < 1, f"val_split must be in [0, 1), got {self.val_split}"),
@@ -93,10 +112,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        from digitlab.models import list_models  # late import: models import torch
-
-        if self.model not in list_models():
-            raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(list_models())}")
         return self
 
     def to_dict(self) -> dict:
@@ -160,15 +175,15 @@ PRESETS: dict[str, Preset] = {
             val_split=0.1,
         ),
     ),
-    "seed-000": Preset(
+    "report-000": Preset(
         "report 000 'Digit': Adam lr 1e-3, batch 64, 10 epochs",
         dict(model="digit", optimizer="adam", lr=1e-3, batch_size=64, epochs=10),
     ),
-    "seed-001": Preset(
+    "report-001": Preset(
         "report 001 course CNN: SGD lr 0.01 momentum 0.5, batch 64, 12 epochs",
         dict(model="coursecnn", optimizer="sgd", lr=0.01, momentum=0.5, batch_size=64, epochs=12),
     ),
-    "seed-002": Preset(
+    "report-002": Preset(
         "report 002 MyConvNet: Adam lr 3e-4, wd 1e-5, batch 16, <=32 epochs, patience 8, clip 10",
         dict(
             model="myconvnet",
@@ -182,15 +197,15 @@ PRESETS: dict[str, Preset] = {
             val_split=0.1,
         ),
     ),
-    "seed-003-mlp": Preset(
+    "report-003-mlp": Preset(
         "report 003 MLP: SGD lr 0.01 momentum 0.9, batch 64, 10 epochs",
         dict(model="mlp", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, epochs=10),
     ),
-    "seed-003-cnn": Preset(
+    "report-003-cnn": Preset(
         "report 003 five-block CNN: SGD lr 0.01 momentum 0.9, batch 64, 10 epochs",
         dict(model="cnn5", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, epochs=10),
     ),
-    "seed-004": Preset(
+    "report-004": Preset(
         "report 004 BN-CNN: Adam lr 1e-3, batch 128, 50 epochs, best by validation loss",
         dict(model="bncnn", optimizer="adam", lr=1e-3, batch_size=128, epochs=50, monitor="val_loss"),
     ),
@@ -200,5 +215,7 @@ PRESETS: dict[str, Preset] = {
 def preset_config(name: str, **overrides) -> TrainConfig:
     """A TrainConfig from a named preset, with `overrides` applied on top."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        renamed = name.replace("seed-", "report-", 1)
+        hint = f" (renamed {renamed!r} in digitlab 0.2)" if renamed in PRESETS else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; choose one of: {', '.join(PRESETS)}")
     return TrainConfig.from_dict({**PRESETS[name].settings, "preset": name, **overrides})

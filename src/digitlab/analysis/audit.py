@@ -33,7 +33,7 @@ class AuditResult:
 
 def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np.ndarray]:
     """Out-of-fold predictions for the training images some checkpoint held out; and their indices."""
-    configs = [checkpoint.meta.get("config") or {} for checkpoint in checkpoints]
+    configs = [checkpoint.meta.config for checkpoint in checkpoints]
     for checkpoint, config in zip(checkpoints, configs, strict=True):
         if not config.get("val_split"):
             raise DigitlabError(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
-from digitlab.engine.runs import RunFolder
+from digitlab.engine.runs import Run
 from digitlab.errors import DigitlabError
 from digitlab.fileio import atomic_write_text
 
@@ -36,13 +35,13 @@ COLUMNS = [
 
 def run_row(path: str | Path) -> dict:
     """One row of the table for a finished run."""
-    run = RunFolder.existing(path)
+    run = Run.open(path)
     config = run.config()
-    rows = run.read_metrics()
-    if not run.result_path.exists() or not rows:
-        raise DigitlabError(f"{run.path}: run has not finished (no result.json); resume it first")
-    result = json.loads(run.result_path.read_text())
-    best = next(r for r in rows if r["epoch"] == result["best_epoch"])
+    result = run.finished_result()
+    rows = run.metrics()
+    best = next((r for r in rows if r["epoch"] == result.best_epoch), None)
+    if best is None:
+        raise DigitlabError(f"{run.metrics_path}: no row for the best epoch {result.best_epoch}")
     last = rows[-1]
     row = {
         "run": run.path.name,
@@ -51,14 +50,14 @@ def run_row(path: str | Path) -> dict:
         "lr": config.lr,
         "batch_size": config.batch_size,
         "epochs_run": len(rows),
-        "best_epoch": result["best_epoch"],
+        "best_epoch": result.best_epoch,
         "data": config.data,
     }
-    for prefix, epoch_row, test in (("best", best, result["test"]), ("last", last, result.get("test_last"))):
+    for prefix, epoch_row, test in (("best", best, result.test), ("last", last, result.test_last)):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             row[f"{prefix}_{key}"] = epoch_row[key]
-        row[f"{prefix}_test_loss"] = test["loss"] if test else None
-        row[f"{prefix}_test_acc"] = test["accuracy"] if test else None
+        row[f"{prefix}_test_loss"] = test.loss
+        row[f"{prefix}_test_acc"] = test.accuracy
     return row
 
 

@@ -29,7 +29,8 @@ class Predictions:
 
 def predict(checkpoints: list[Checkpoint], data: DigitData) -> Predictions:
     """Softmax probabilities averaged over `checkpoints` (an ensemble when more than one)."""
-    probabilities = ensemble_probabilities(checkpoints, data).numpy().astype(np.float64)
+    models = [checkpoint.model for checkpoint in checkpoints]
+    probabilities = ensemble_probabilities(models, data.images).numpy().astype(np.float64)
     return Predictions(probabilities, data.labels.cpu().numpy(), data.images.cpu().numpy(), data.classes)
 
 

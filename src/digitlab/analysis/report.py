@@ -13,8 +13,8 @@ from digitlab.analysis.metrics import calibration, confused_pairs, confusion_mat
 from digitlab.analysis.predictions import hardest_mistakes, predict
 from digitlab.analysis.summary import model_summary
 from digitlab.data.sources import load_dataset
-from digitlab.engine.checkpoint import load_checkpoint
-from digitlab.engine.runs import RunFolder
+from digitlab.engine.checkpoint import CheckpointMeta
+from digitlab.engine.runs import Run
 from digitlab.models import build_model, count_parameters
 
 
@@ -26,23 +26,16 @@ def num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md (+ figures/) into the run folder.
 
     A crashed or unfinished run gets a report of what exists, saying what is missing.
     """
-    run = RunFolder.existing(run_dir)
+    run = Run.open(run_dir)
     config = run.config()
-    rows = run.read_metrics()
-    result = read_json(run.result_path)
-    best = read_json(run.best_stem.with_suffix(".json"))
+    rows = run.metrics()
+    result = run.result()
+    best = run.best_meta()
     figure_dir = run.path / "figures"
     doc = Document(f"{config.model} on {config.data} — {run.path.name}")
 
@@ -52,10 +45,13 @@ def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
         if not present
     ]
     doc.heading("Summary")
-    model_kwargs = (best or {}).get("model_kwargs", config.model_kwargs)  # with num_classes from the data
+    model_kwargs = best.model_kwargs if best else config.model_kwargs  # with num_classes from the data
     params = count_parameters(build_model(config.model, **model_kwargs))
-    best_val = (result or {}).get("val") or ((best or {}).get("metrics") or {}).get("val")
-    test = (result or {}).get("test")
+    if result and result.val:
+        best_val = result.val.accuracy
+    else:
+        best_val = (best.val or {}).get("accuracy") if best else None
+    test = result.test if result else None
     doc.table(
         ["", ""],
         [
@@ -65,11 +61,11 @@ def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
             ["epochs run", f"{len(rows)} of {config.epochs}"],
             [
                 "best epoch (by " + config.monitor + ")",
-                (result or best or {}).get("best_epoch", (best or {}).get("epoch", "—")),
+                result.best_epoch if result else best.epoch if best else "—",
             ],
-            ["best validation accuracy", pct(best_val and best_val["accuracy"])],
-            ["test accuracy (best checkpoint, measured once)", pct(test and test["accuracy"])],
-            ["test errors", f"{test['errors']} of {test['n']}" if test else "—"],
+            ["best validation accuracy", pct(best_val)],
+            ["test accuracy (best checkpoint, measured once)", pct(test and test.accuracy)],
+            ["test errors", f"{test.errors} of {test.n}" if test else "—"],
         ],
     )
     if missing:
@@ -101,7 +97,8 @@ def _data_section(doc: Document, config, figure_dir: Path) -> None:
     doc.paragraph(
         f"{config.data}: {n_train:,} training images, of which {n_val:,} ({config.val_split:.0%}) are held "
         f"out for validation with seed {config.seed}; {len(test):,} test images, used once at the end. "
-        "Images are 28×28 greyscale, standardised with the training split's mean and deviation."
+        "Images are 28×28 greyscale; the model standardises them with the training split's mean and "
+        "deviation, which it carries in its weights."
     )
     sample = train.images[:25].numpy()
     captions = [f"label {train.classes[y]}" for y in train.labels[:25].tolist()]
@@ -111,11 +108,11 @@ def _data_section(doc: Document, config, figure_dir: Path) -> None:
     )
 
 
-def _setup_section(doc: Document, config, best: dict | None) -> None:
+def _setup_section(doc: Document, config, best: CheckpointMeta | None) -> None:
     doc.heading("Set-up")
     doc.table(["setting", "value"], [[k, json.dumps(v)] for k, v in config.to_dict().items()])
-    if best and "versions" in best:
-        doc.paragraph("Versions: " + ", ".join(f"{k} {v}" for k, v in best["versions"].items()))
+    if best and best.versions:
+        doc.paragraph("Versions: " + ", ".join(f"{k} {v}" for k, v in best.versions.items()))
 
 
 def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) -> None:
@@ -123,7 +120,7 @@ def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) 
     if not rows:
         doc.warning("No epoch finished: no curves.")
         return
-    best_epoch = (result or {}).get("best_epoch")
+    best_epoch = result.best_epoch if result else None
     doc.figure(
         figures.training_curves(rows, best_epoch, figure_dir / "curves.png", f"{model}: training curves"),
         "Loss and accuracy per epoch on the training and validation splits; learning rate.",
@@ -143,15 +140,14 @@ def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) 
             for r in rows
         ],
     )
-    if result and result.get("test_last"):
+    if result:
         doc.paragraph(
-            "Test accuracy of the last epoch's weights, for comparison: "
-            f"{pct(result['test_last']['accuracy'])}."
+            f"Test accuracy of the last epoch's weights, for comparison: {pct(result.test_last.accuracy)}."
         )
 
 
-def _error_section(doc: Document, run: RunFolder, config, figure_dir: Path, mistakes: int) -> None:
-    checkpoint = load_checkpoint(run.path)
+def _error_section(doc: Document, run: Run, config, figure_dir: Path, mistakes: int) -> None:
+    checkpoint = run.load_best()
     predictions = predict([checkpoint], load_dataset(config.data, "test"))
     classes = predictions.classes
     matrix = confusion_matrix(predictions.labels, predictions.predicted, len(classes))
@@ -213,5 +209,5 @@ def _timing_section(doc: Document, rows, result) -> None:
     doc.paragraph(
         f"{len(rows)} epochs, {sum(seconds):.1f} s in all ({np.mean(seconds):.1f} s per epoch, "
         f"training and validation)"
-        + (f"; {result['train_seconds']:.1f} s for the whole loop." if result else ".")
+        + (f"; {result.train_seconds:.1f} s for the whole loop." if result else ".")
     )

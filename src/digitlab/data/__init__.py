@@ -1,6 +1,6 @@
 """Data: idx files, data set sources, and the in-memory DigitData."""
 
-from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, normalize
+from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, to_pixels
 from digitlab.data.idx import read_idx, write_idx
 from digitlab.data.sources import load_dataset, load_training_set, verify_shipped
 
@@ -9,8 +9,8 @@ __all__ = [
     "DigitData",
     "load_dataset",
     "load_training_set",
-    "normalize",
     "read_idx",
+    "to_pixels",
     "verify_shipped",
     "write_idx",
 ]

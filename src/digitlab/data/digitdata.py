@@ -14,8 +14,8 @@ DIGIT_CLASSES = [str(d) for d in range(10)]
 class DigitData:
     """uint8 images (N, 28, 28) and int64 labels (N,), kept whole in memory.
 
-    Batching, shuffling and normalisation are tensor operations on `images.device`:
-    no per-sample DataLoader.
+    Batching, shuffling and scaling to [0, 1] are tensor operations on `images.device`:
+    no per-sample DataLoader. (Standardisation belongs to the model: see DigitClassifier.)
     """
 
     images: torch.Tensor
@@ -57,7 +57,7 @@ class DigitData:
         shuffle_seed: int | None = None,
         shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (uint8 images (B, 1, 28, 28), labels) batches.
+        """Yield (pixels (B, 1, 28, 28) float in [0, 1], labels) batches.
 
         `shuffle_seed` set: a random order from that seed. `shard=(rank, world)`: this
         rank's equal share of the order, as DistributedSampler does (the order is padded
@@ -75,7 +75,7 @@ class DigitData:
         order = order.to(self.device)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            yield self.images[index].unsqueeze(1), self.labels[index]
+            yield to_pixels(self.images[index]).unsqueeze(1), self.labels[index]
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +85,6 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[n_val:], order[:n_val]
 
 
-def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 (or 0..255 float) images -> float32, scaled to [0, 1] then standardised."""
-    return (images.float() / 255.0 - mean) / std
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255) -> float32 pixels in [0, 1], what every model takes."""
+    return images.to(torch.float32) / 255.0

@@ -45,7 +45,7 @@ def read_image_folder(
 
     `classes` fixes the class order (a test folder must use the training folder's).
     """
-    from digitlab.inference.preprocess import to_mnist  # Pillow and SciPy only when needed
+    from digitlab.imaging.preprocess import to_mnist  # Pillow and SciPy only when needed
 
     found = class_folders(folder)
     if not found:

@@ -1,4 +1,8 @@
-"""Evaluation: logits for a whole data set, and loss/accuracy metrics from them."""
+"""Evaluation: logits of one model, probabilities of an ensemble, and metrics from them.
+
+`ensemble_probabilities` is the one place where models vote and test-time augmentation
+happens: `digitlab test`, `predict`, `serve`, reports, audits and the benchmarks all use it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitlab.data.digitdata import DigitData, normalize
+from digitlab.data.digitdata import DigitData, to_pixels
+
+# test-time augmentation: the image itself and one-pixel shifts in four directions
+TTA_SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
 
 
 @dataclass
@@ -23,21 +30,32 @@ class Metrics:
 
 
 @torch.inference_mode()
-def predict_logits(
-    model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 500
-) -> torch.Tensor:
-    """Logits (N, classes) for every image of `data`, in order, in eval mode."""
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Logits (N, classes) of `model` in eval mode for uint8 images (N, 28, 28), in order."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    outputs = []
-    for images, _ in data.batches(batch_size):
-        inputs = normalize(images.to(device), mean, std).contiguous(memory_format=torch.channels_last)
-        outputs.append(model(inputs).float())
+    outputs = [
+        model(to_pixels(images[start : start + batch_size].to(device)).unsqueeze(1)).float()
+        for start in range(0, len(images), batch_size)
+    ]
     model.train(was_training)
-    if not outputs:
-        return torch.empty(0, len(data.classes))
-    return torch.cat(outputs)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def ensemble_probabilities(
+    models: list[nn.Module], images: torch.Tensor, tta: bool = False, batch_size: int = 500
+) -> torch.Tensor:
+    """Softmax probabilities (N, classes) on the CPU, averaged over `models` and, with `tta`,
+    over the one-pixel shifts of each uint8 image (N, 28, 28)."""
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    total = None
+    for model in models:
+        for shift in shifts:
+            shifted = torch.roll(images, shift, dims=(1, 2)) if any(shift) else images
+            probabilities = torch.softmax(predict_logits(model, shifted, batch_size), 1).cpu()
+            total = probabilities if total is None else total + probabilities
+    return total / (len(models) * len(shifts))
 
 
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
@@ -50,20 +68,15 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
     return Metrics(loss, correct / n, n - correct, n)
 
 
-def evaluate(model: nn.Module, data: DigitData, mean: float, std: float, batch_size: int = 500) -> Metrics:
+def evaluate(model: nn.Module, data: DigitData, batch_size: int = 500) -> Metrics:
     """Mean cross-entropy, accuracy and error count of `model` on `data`."""
-    return metrics_from_logits(predict_logits(model, data, mean, std, batch_size), data.labels)
+    return metrics_from_logits(predict_logits(model, data.images, batch_size), data.labels)
 
 
-def ensemble_probabilities(checkpoints: list, data: DigitData, batch_size: int = 500) -> torch.Tensor:
-    """Softmax probabilities (N, classes) averaged over `checkpoints`."""
-    return sum(
-        torch.softmax(predict_logits(c.model, data, c.mean, c.std, batch_size), 1).cpu() for c in checkpoints
-    ) / len(checkpoints)
-
-
-def evaluate_ensemble(checkpoints: list, data: DigitData, batch_size: int = 500) -> Metrics:
-    """Accuracy and loss (NLL of the averaged probabilities) of checkpoints voting together."""
-    probabilities = ensemble_probabilities(checkpoints, data, batch_size)
+def evaluate_ensemble(
+    models: list[nn.Module], data: DigitData, tta: bool = False, batch_size: int = 500
+) -> Metrics:
+    """Accuracy and loss (NLL of the averaged probabilities) of models voting together."""
+    probabilities = ensemble_probabilities(models, data.images, tta, batch_size)
     # log-probabilities are logits whose softmax is themselves: cross-entropy on them is the NLL
     return metrics_from_logits(probabilities.clamp_min(1e-12).log(), data.labels.cpu())

@@ -1,33 +1,91 @@
-"""The run folder: config, per-epoch metrics, log, checkpoints and resumable state."""
+"""The run folder, one typed owner for it: config, per-epoch metrics, log, best checkpoint,
+resumable state and result. Every other module reads and writes a run through `Run`.
+
+    config.json                 TrainConfig, complete: `--config` replays it
+    metrics.jsonl               one row per finished epoch
+    train.log                   the epoch lines, time-stamped
+    best.safetensors (+ .json)  best-on-validation weights with CheckpointMeta
+    last.pt                     state to continue from after the last finished epoch
+    result.json                 RunResult: best epoch, validation and test metrics, time
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from digitlab.config import TrainConfig
-from digitlab.errors import CheckpointError
+from digitlab.engine.checkpoint import (
+    Checkpoint,
+    CheckpointMeta,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from digitlab.engine.evaluate import Metrics
+from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
-class RunFolder:
-    """Paths and atomic writers for one run's folder."""
+@dataclass
+class RunResult:
+    """result.json: how a finished run ended, measured on the test set once."""
+
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    val: Metrics | None  # of the best checkpoint; None without a validation split
+    test: Metrics  # of the best checkpoint
+    test_last: Metrics  # of the last epoch's weights, for comparison only
+    train_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: object, source: Path) -> RunResult:
+        try:
+            metrics = {
+                key: Metrics(**values[key]) if values.get(key) else None
+                for key in ("val", "test", "test_last")
+            }
+            metrics["test_last"] = metrics["test_last"] or metrics["test"]
+            result = cls(
+                int(values["best_epoch"]),
+                int(values["epochs_run"]),
+                bool(values["stopped_early"]),
+                train_seconds=float(values["train_seconds"]),
+                **metrics,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(
+                f"{source}: not a valid result file ({type(err).__name__}: {err})"
+            ) from None
+        if result.test is None:
+            raise CheckpointError(f"{source}: not a valid result file (no test metrics)")
+        return result
+
+
+class Run:
+    """One run folder: its paths and the only readers and writers of its files."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.log_path = self.path / "train.log"
-        self.best_stem = self.path / "best"
+        self.best_path = self.path / "best.safetensors"
         self.last_path = self.path / "last.pt"
         self.result_path = self.path / "result.json"
 
     @classmethod
-    def create(cls, config: TrainConfig) -> RunFolder:
+    def create(cls, config: TrainConfig) -> Run:
         """Make a new, uniquely named run folder under `config.out_dir`."""
         parent = Path(config.out_dir)
         base = config.run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{config.model}"
@@ -43,7 +101,8 @@ class RunFolder:
         return run
 
     @classmethod
-    def existing(cls, path: str | Path) -> RunFolder:
+    def open(cls, path: str | Path) -> Run:
+        """An existing run folder; CheckpointError if it is missing or not a run."""
         run = cls(path)
         if not run.path.is_dir():
             raise CheckpointError(f"{run.path}: run folder not found")
@@ -58,7 +117,9 @@ class RunFolder:
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
-    def read_metrics(self) -> list[dict]:
+    # --- per-epoch metrics ---------------------------------------------------------------
+    def metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl: epoch, train/val loss and accuracy, lr, seconds."""
         if not self.metrics_path.exists():
             return []
         rows = []
@@ -72,18 +133,52 @@ class RunFolder:
     def write_metrics(self, rows: list[dict]) -> None:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
+    # --- checkpoints -----------------------------------------------------------------------
+    def save_best(self, model: nn.Module, meta: CheckpointMeta) -> None:
+        save_checkpoint(self.best_path, model, meta)
+
+    def has_best(self) -> bool:
+        return self.best_path.exists()
+
+    def best_meta(self) -> CheckpointMeta | None:
+        return read_meta(self.best_path) if self.has_best() else None
+
+    def load_best(self, device: str = "cpu") -> Checkpoint:
+        return load_checkpoint(self.best_path, device=device)
+
     def save_last(self, state: dict) -> None:
         buffer = io.BytesIO()  # in memory first: a full disk surfaces as an OSError, not torch's RuntimeError
         torch.save(state, buffer)
         atomic_write_bytes(self.last_path, buffer.getvalue())
 
+    def has_last(self) -> bool:
+        return self.last_path.exists()
+
     def load_last(self) -> dict:
-        if not self.last_path.exists():
+        if not self.has_last():
             raise CheckpointError(f"{self.last_path}: no resumable state (no epoch finished yet?)")
         try:
             return torch.load(self.last_path, map_location="cpu", weights_only=True)
         except Exception as err:  # a foreign or broken file
             raise CheckpointError(f"{self.last_path}: unreadable resume state ({err})") from None
 
-    def save_result(self, result: dict) -> None:
-        atomic_write_json(self.result_path, result)
+    # --- the result ------------------------------------------------------------------------
+    def save_result(self, result: RunResult) -> None:
+        atomic_write_json(self.result_path, result.to_dict())
+
+    def result(self) -> RunResult | None:
+        """The finished run's result, or None while it has not finished."""
+        if not self.result_path.exists():
+            return None
+        try:
+            values = json.loads(self.result_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{self.result_path}: not valid JSON ({err})") from None
+        return RunResult.from_dict(values, self.result_path)
+
+    def finished_result(self) -> RunResult:
+        """The result of a run that must have finished (for tables and comparisons)."""
+        result = self.result()
+        if result is None:
+            raise DigitlabError(f"{self.path}: run has not finished (no result.json); resume it first")
+        return result

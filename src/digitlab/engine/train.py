@@ -17,28 +17,31 @@ from tqdm import tqdm
 
 from digitlab.config import TrainConfig
 from digitlab.data.augment import AffineAugment
-from digitlab.data.digitdata import normalize
 from digitlab.data.info import balance_line
 from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
-from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from digitlab.engine.checkpoint import CheckpointMeta, unwrap
 from digitlab.engine.evaluate import Metrics, evaluate
 from digitlab.engine.optim import build_optimizer, build_scheduler
-from digitlab.engine.runs import RunFolder
+from digitlab.engine.runs import Run, RunResult
 from digitlab.errors import ConfigError, DataError, TrainingDiverged
 from digitlab.fileio import remove_stale_temporaries
-from digitlab.models import build_model
+from digitlab.models import build_classifier, classifier_state, list_models
 
 
 @dataclass
-class TrainResult:
+class TrainResult(RunResult):
+    """What `train` returns: the run's result.json, and the folder it is in."""
+
     run_dir: Path
-    best_epoch: int
-    best_val: dict
-    test: Metrics
-    epochs_run: int
-    stopped_early: bool
-    seconds: float
+
+
+def validate_config(config: TrainConfig) -> TrainConfig:
+    """ConfigError for the first impossible setting, the model name included; return `config`."""
+    config.validate()
+    if config.model not in list_models():
+        raise ConfigError(f"unknown model {config.model!r}; choose one of: {', '.join(list_models())}")
+    return config
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,18 +59,18 @@ def shuffle_seed(seed: int, epoch: int) -> int:
 
 
 class Trainer:
-    """Holds one run's model, data and state; `run()` trains to the end."""
+    """Holds one run's model, data and state; `fit()` trains to the end."""
 
     def __init__(
         self,
         config: TrainConfig,
-        run: RunFolder | None,
+        run: Run,
         progress: bool,
         echo: Callable[[str], None],
         world: distributed.World,
         device: torch.device,
     ):
-        self.config, self.run_folder, self.progress, self.echo, self.world = (
+        self.config, self.run, self.progress, self.echo, self.world = (
             config,
             run,
             progress,
@@ -86,13 +89,13 @@ class Trainer:
         self.test_data = load_dataset(config.data, "test").to(self.device)
         if self.test_data.classes != full.classes:
             raise DataError(f"{config.data}: the test split's classes differ from the training split's")
-        self.mean, self.std = self.train_data.pixel_stats()
         self.augment = AffineAugment(config.aug_rotate, config.aug_scale, config.aug_shift, config.aug_shear)
 
         # the output layer is sized from the data set: 10 digits, 26 letters, 47 EMNIST classes
         self.model_kwargs = {**config.model_kwargs, "num_classes": len(full.classes)}
-        model = build_model(config.model, **self.model_kwargs).to(self.device)
-        self.model = model.to(memory_format=torch.channels_last)
+        mean, std = self.train_data.pixel_stats()  # the model standardises its own input with these
+        model = build_classifier(config.model, mean, std, **self.model_kwargs)
+        self.model = model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config)
         self.per_rank_batch = max(1, config.batch_size // world.size)
         self.steps_per_epoch = math.ceil(math.ceil(len(self.train_data) / world.size) / self.per_rank_batch)
@@ -133,6 +136,8 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
+        if "mean" not in state["model"]:  # saved before the model owned its standardisation
+            state = self._format_1_state(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -144,6 +149,19 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def _format_1_state(self, state: dict) -> dict:
+        """Resume state of a run started by digitlab < 0.2: bare network weights, standardised
+        input. The standardisation is the training split's, which this trainer measured again."""
+        mean, std = self.model.mean.item(), self.model.std.item()
+        state = {**state, "model": classifier_state(state["model"], mean, std)}
+        if state.get("ema"):
+            averaged = {k[len("module.") :]: v for k, v in state["ema"].items() if k.startswith("module.")}
+            state["ema"] = {
+                **{"module." + k: v for k, v in classifier_state(averaged, mean, std).items()},
+                "n_averaged": state["ema"]["n_averaged"],
+            }
+        return state
 
     # --- one epoch ----------------------------------------------------------------------
     def train_one_epoch(self) -> tuple[float, float]:
@@ -168,10 +186,9 @@ class Trainer:
         augment_rng = torch.Generator(self.device).manual_seed(shuffle_seed(config.seed, self.epoch) + 1)
         for step, (images, labels) in enumerate(bar):
             if self.augment.active:
-                images = self.augment(images.float(), augment_rng)
-            inputs = normalize(images, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+                images = self.augment(images, augment_rng)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
-                logits = model(inputs)
+                logits = model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -205,23 +222,21 @@ class Trainer:
             return True
         return False
 
-    def checkpoint_meta(self, val: Metrics | None) -> dict:
-        """best.json's content; finish() adds the test metrics once they are measured."""
+    def checkpoint_meta(self, val: Metrics | None) -> CheckpointMeta:
         config = self.config
-        return {
-            "model": config.model,
-            "model_kwargs": self.model_kwargs,
-            "normalization": {"mean": self.mean, "std": self.std},
-            "classes": self.train_data.classes,
-            "dataset": config.data,
-            "epoch": self.best_epoch,
-            "metrics": {"val": val.to_dict() if val else None, "test": None},
-            "config": config.to_dict(),
-        }
+        return CheckpointMeta(
+            model=config.model,
+            model_kwargs=self.model_kwargs,
+            classes=self.train_data.classes,
+            dataset=config.data,
+            epoch=self.best_epoch,
+            val=val.to_dict() if val else None,
+            config=config.to_dict(),
+        )
 
     # --- the whole run ------------------------------------------------------------------
-    def run(self) -> TrainResult:
-        config, run, main = self.config, self.run_folder, self.world.is_main
+    def fit(self) -> TrainResult:
+        config, run, main = self.config, self.run, self.world.is_main
         start = time.perf_counter()
         stopped_early = False
         while self.epoch < config.epochs:
@@ -229,9 +244,9 @@ class Trainer:
             train_loss, train_acc = self.train_one_epoch()
             val = raw_val = None  # without a validation split there is nothing to measure
             if len(self.val_data):
-                val = evaluate(self.eval_model, self.val_data, self.mean, self.std, config.eval_batch_size)
+                val = evaluate(self.eval_model, self.val_data, config.eval_batch_size)
                 if self.ema:  # the un-averaged weights too, so the average's gain is measured
-                    raw_val = evaluate(self.model, self.val_data, self.mean, self.std, config.eval_batch_size)
+                    raw_val = evaluate(self.model, self.val_data, config.eval_batch_size)
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
@@ -251,7 +266,7 @@ class Trainer:
                 self.bad_epochs += 1
             if main:
                 if better:
-                    save_checkpoint(run.best_stem, self.eval_model, self.checkpoint_meta(val))
+                    run.save_best(self.eval_model, self.checkpoint_meta(val))
                 self.history.append(row)
                 # the resumable state first: a metrics row never exists without it
                 run.save_last(self.state())
@@ -273,38 +288,25 @@ class Trainer:
 
     def finish(self, stopped_early: bool, seconds: float) -> TrainResult:
         """Reload the best weights, measure them on the test set once, record the result."""
-        run = self.run_folder
+        run, batch_size = self.run, self.config.eval_batch_size
         distributed.broadcast_object(None, self.world)  # wait until rank 0 wrote best
-        best = load_checkpoint(run.best_stem.with_suffix(".safetensors"), device=str(self.device))
-        best_val = best.meta["metrics"]["val"]
-        test = evaluate(best.model, self.test_data, self.mean, self.std, self.config.eval_batch_size)
+        best = run.load_best(device=str(self.device))
+        test = evaluate(best.model, self.test_data, batch_size)
         # reported beside the best checkpoint's (as report 004 does); never used to choose
-        test_last = test
-        if self.best_epoch != self.epoch:
-            test_last = evaluate(
-                self.eval_model, self.test_data, self.mean, self.std, self.config.eval_batch_size
-            )
-        result = TrainResult(run.path, self.best_epoch, best_val, test, self.epoch, stopped_early, seconds)
+        test_last = (
+            test if self.best_epoch == self.epoch else evaluate(self.eval_model, self.test_data, batch_size)
+        )
+        val = Metrics(**best.meta.val) if best.meta.val else None
+        result = RunResult(
+            self.best_epoch, self.epoch, stopped_early, val, test, test_last, round(seconds, 3)
+        )
         if self.world.is_main:
-            meta = {k: v for k, v in best.meta.items() if k != "versions"}
-            meta["metrics"]["test"] = test.to_dict()
-            save_checkpoint(run.best_stem, best.model, meta)
-            run.save_result(
-                {
-                    "best_epoch": self.best_epoch,
-                    "epochs_run": self.epoch,
-                    "stopped_early": stopped_early,
-                    "val": best_val,
-                    "test": test.to_dict(),
-                    "test_last": test_last.to_dict(),
-                    "train_seconds": round(seconds, 3),
-                }
-            )
+            run.save_result(result)
             self.echo(
                 f"test accuracy {test.accuracy * 100:.2f}%  ({test.errors} errors of {test.n}, "
                 f"loss {test.loss:.4f}) with the best epoch {self.best_epoch}"
             )
-        return result
+        return TrainResult(**vars(result), run_dir=run.path)
 
 
 def train(
@@ -316,10 +318,10 @@ def train(
     """Train `config` into a new run folder, or continue the run folder `resume`."""
     world = distributed.current_world()
     if resume is not None:
-        run = RunFolder.existing(resume)
+        run = Run.open(resume)
         remove_stale_temporaries(run.path)  # left by a kill -9 in the middle of a write
         config = run.config()
-    config.validate()
+    validate_config(config)
     if progress is None:
         progress = sys.stderr.isatty() and not quiet
     progress = progress and world.is_main
@@ -330,7 +332,7 @@ def train(
     distributed.init_process_group(world, device)
 
     if world.is_main and resume is None:
-        run = RunFolder.create(config)
+        run = Run.create(config)
     elif resume is None:
         run = None
     run = distributed.broadcast_object(run, world)
@@ -344,7 +346,7 @@ def train(
     if resume is not None:
         trainer.load_state(run.load_last())
         if not trainer.history:  # state saved before it carried the metrics rows
-            trainer.history = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
+            trainer.history = [r for r in run.metrics() if r["epoch"] <= trainer.epoch]
         if world.is_main:
             echo(f"resuming {run.path} after epoch {trainer.epoch}")
     elif world.is_main:
@@ -354,7 +356,7 @@ def train(
             f"{len(trainer.train_data.classes)} classes, {balance_line(trainer.train_data.class_counts())}"
         )
     try:
-        return trainer.run()
+        return trainer.fit()
     except KeyboardInterrupt:
         if world.is_main:
             echo(

@@ -1,6 +1,5 @@
-"""Users' images: MNIST-form preprocessing, the Predictor, and ONNX export."""
+"""Reading users' images with trained models: the Predictor (single, batch, ensemble) and ONNX export."""
 
 from digitlab.inference.predictor import Prediction, Predictor
-from digitlab.inference.preprocess import split_digits, to_mnist
 
-__all__ = ["Prediction", "Predictor", "split_digits", "to_mnist"]
+__all__ = ["Prediction", "Predictor"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.data.digitdata import normalize
+from digitlab.data.digitdata import to_pixels
 from digitlab.data.sources import load_dataset
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.errors import DigitlabError
@@ -30,9 +30,10 @@ class ExportReport:
 def export_onnx(
     checkpoint_path: str | Path, out: str | Path | None = None, check_images: int = 1000
 ) -> ExportReport:
-    """Write the model as ONNX: input `images` (N, 1, 28, 28) normalised floats, output `logits`.
+    """Write the model as ONNX: input `images` (N, 1, 28, 28) pixels in [0, 1], output `logits`.
 
-    The normalisation (mean, std) and class names go into the file's metadata.
+    The standardisation is inside the graph (the model owns it); the class names go into
+    the file's metadata.
     """
     try:
         import onnx
@@ -58,8 +59,6 @@ def export_onnx(
     proto = program.model_proto
     for key, value in {
         "digitlab_model": checkpoint.model_name,
-        "mean": str(checkpoint.mean),
-        "std": str(checkpoint.std),
         "classes": json.dumps(checkpoint.classes),
     }.items():
         entry = proto.metadata_props.add()
@@ -69,7 +68,7 @@ def export_onnx(
     atomic_write_bytes(out, payload)
 
     test = load_dataset("mnist", "test").subset(slice(0, check_images))
-    inputs = normalize(test.images.unsqueeze(1), checkpoint.mean, checkpoint.std)
+    inputs = to_pixels(test.images.unsqueeze(1))
     with torch.inference_mode():
         expected = model(inputs).numpy()
     session = onnxruntime.InferenceSession(payload, providers=["CPUExecutionProvider"])

@@ -8,29 +8,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.data.digitdata import normalize
 from digitlab.engine.checkpoint import Checkpoint, load_checkpoint
+from digitlab.engine.evaluate import ensemble_probabilities
 from digitlab.errors import DigitlabError
-from digitlab.inference.preprocess import ImageSource, split_digits, to_mnist
+from digitlab.imaging.preprocess import ImageSource, split_digits, to_mnist
 
-# test-time augmentation: the image itself and one-pixel shifts in four directions
-TTA_SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
-CHUNK = 1000  # images per forward pass
+BATCH_SIZE = 1000  # images per forward pass
 
 
 @dataclass
 class Prediction:
-    digit: str  # the class name of the most probable class
+    label: str  # the name of the most probable class: a digit, a letter, a garment
     probability: float
     top: list[tuple[str, float]]  # the top-k classes with their probabilities
     probabilities: list[float]  # every class, in class order
     image: np.ndarray = field(repr=False)  # the 28x28 uint8 image the model saw
 
     def to_dict(self) -> dict:
+        # the API and `predict --json` call the class "digit" whatever the data set
         return {
-            "digit": self.digit,
+            "digit": self.label,
             "probability": self.probability,
-            "top": [{"digit": d, "probability": p} for d, p in self.top],
+            "top": [{"digit": label, "probability": p} for label, p in self.top],
             "probabilities": self.probabilities,
         }
 
@@ -50,26 +49,17 @@ class Predictor:
         self.checkpoints, self.classes, self.tta, self.top_k = checkpoints, classes, tta, top_k
 
     @classmethod
-    def from_paths(cls, paths: list[str | Path], **kwargs) -> Predictor:
+    def from_paths(cls, paths: str | Path | list[str | Path], **kwargs) -> Predictor:
+        """Load one checkpoint (a path) or an ensemble (a list of paths)."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
         return cls([load_checkpoint(path) for path in paths], **kwargs)
 
-    @torch.inference_mode()
     def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, classes) probabilities for uint8 MNIST-form images (N, 28, 28)."""
-        images = torch.as_tensor(np.asarray(images), dtype=torch.uint8).reshape(-1, 1, 28, 28)
-        shifts = TTA_SHIFTS if self.tta else TTA_SHIFTS[:1]
-        total = torch.zeros(len(images), len(self.classes))
-        for start in range(0, len(images), CHUNK):  # bounded memory for a whole CSV file
-            batch = images[start : start + CHUNK]
-            for checkpoint in self.checkpoints:
-                device = next(checkpoint.model.parameters()).device
-                for shift in shifts:
-                    shifted = torch.roll(batch, shift, dims=(2, 3)).to(device)
-                    inputs = normalize(shifted, checkpoint.mean, checkpoint.std).contiguous(
-                        memory_format=torch.channels_last
-                    )
-                    total[start : start + CHUNK] += torch.softmax(checkpoint.model(inputs).float(), 1).cpu()
-        return (total / (len(self.checkpoints) * len(shifts))).numpy()
+        images = torch.as_tensor(np.asarray(images), dtype=torch.uint8).reshape(-1, 28, 28)
+        models = [checkpoint.model for checkpoint in self.checkpoints]
+        return ensemble_probabilities(models, images, self.tta, BATCH_SIZE).numpy()
 
     def predict_mnist(self, images: np.ndarray) -> list[Prediction]:
         """Predictions for images already in MNIST form (N, 28, 28) uint8."""

@@ -112,8 +112,8 @@ def create_app(
                     "path": str(c.path),
                     "model": c.model_name,
                     "parameters": count_parameters(c.model),
-                    "metrics": c.meta.get("metrics"),
-                    "dataset": c.meta.get("dataset"),
+                    "metrics": {"val": c.meta.val},
+                    "dataset": c.meta.dataset,
                 }
                 for c in predictor.checkpoints
             ],

@@ -16,7 +16,7 @@ from digitlab.models.registry import register_model
 
 @register_model("digit")
 class Digit(nn.Module):
-    """Seed 000 'Digit': two convolutions and a 2000->500 dense layer (1,007,590 params)."""
+    """Report 000 'Digit': two convolutions and a 2000->500 dense layer (1,007,590 params)."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
@@ -40,7 +40,7 @@ class Digit(nn.Module):
 
 @register_model("coursecnn")
 class CourseCNN(nn.Module):
-    """Seed 001 course report: conv 16 (pad 2) and conv 32 (k4), 1152->160 dense (194,474 params)."""
+    """Report 001 course report: conv 16 (pad 2) and conv 32 (k4), 1152->160 dense (194,474 params)."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
@@ -65,7 +65,7 @@ class CourseCNN(nn.Module):
 
 @register_model("myconvnet")
 class MyConvNet(nn.Module):
-    """Seed 002 'MyConvNet': two conv+BN blocks, dense 1568->392->196 (698,942 params).
+    """Report 002 'MyConvNet': two conv+BN blocks, dense 1568->392->196 (698,942 params).
 
     Differs from the original: no softmax inside (it applied softmax before the
     cross-entropy loss). Like the original it also takes one unbatched 1x28x28 image.
@@ -100,7 +100,7 @@ class MyConvNet(nn.Module):
 
 @register_model("mlp")
 class MLP(nn.Module):
-    """Seed 003 'LinerModel': MLP 784-1024-2048-1024-512-10 with dropout 0.2 (5,531,147 params).
+    """Report 003 'LinerModel': MLP 784-1024-2048-1024-512-10 with dropout 0.2 (5,531,147 params).
 
     Differs from the original: no dropout and ReLU on the output logits.
     """
@@ -121,7 +121,7 @@ class MLP(nn.Module):
 
 @register_model("cnn5")
 class CNN5(nn.Module):
-    """Seed 003 'CnnModel': five conv3x3+BN+PReLU+dropout blocks, 64..1024 channels (8,422,159 params)."""
+    """Report 003 'CnnModel': five conv3x3+BN+PReLU+dropout blocks, 64..1024 channels (8,422,159 params)."""
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.2):
         super().__init__()
@@ -144,7 +144,7 @@ class CNN5(nn.Module):
 
 @register_model("bncnn")
 class BNCNN(nn.Module):
-    """Seed 004 learning-rate study: two conv5x5+BN blocks and one dense layer (29,034 params)."""
+    """Report 004 learning-rate study: two conv5x5+BN blocks and one dense layer (29,034 params)."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()

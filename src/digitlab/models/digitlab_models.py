@@ -1,4 +1,4 @@
-"""digitlab's own models, designed for speed (`fastcnn`) and accuracy (`widecnn`)."""
+"""digitlab's own architectures, designed for speed (`fastcnn`) and accuracy (`widecnn`)."""
 
 from __future__ import annotations
 

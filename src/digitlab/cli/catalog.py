@@ -1,0 +1,136 @@
+"""Commands that list what digitlab has: `models`, `summary`, `presets`, `data ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_models(commands) -> None:
+    parser = commands.add_parser("models", help="list the architectures")
+    parser.set_defaults(handler=run_models)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from digitlab.models import build_model, count_parameters, list_models, model_description
+
+    for name in list_models():
+        print(f"{name:<10} {count_parameters(build_model(name)):>10,}  {model_description(name)}")
+    return 0
+
+
+def add_summary(commands) -> None:
+    parser = commands.add_parser("summary", help="layer table of one architecture")
+    parser.add_argument("name", help="architecture name")
+    parser.set_defaults(handler=run_summary)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from digitlab.analysis.summary import model_summary
+
+    print(model_summary(args.name))
+    return 0
+
+
+def add_presets(commands) -> None:
+    parser = commands.add_parser("presets", help="list the named training set-ups")
+    parser.set_defaults(handler=run_presets)
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from digitlab.config import PRESETS
+
+    for name, preset in PRESETS.items():
+        settings = " ".join(f"{k}={v}" for k, v in preset.settings.items())
+        print(f"{name:<15} {preset.description}\n{'':<15} {settings}")
+    return 0
+
+
+def add_data(commands) -> None:
+    parser = commands.add_parser("data", help="data set tools")
+    actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the named data sets and where they are").set_defaults(
+        handler=run_data_list
+    )
+
+    info = actions.add_parser("info", help="sizes, classes and class balance of a data set, file or folder")
+    info.add_argument("source", help="data set name, .npz/.csv file or folder")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=run_data_info)
+
+    fetch = actions.add_parser(
+        "fetch",
+        help="download a named data set into the cache",
+        description="Download a data set into the cache ($DIGITLAB_DATA, else ~/.cache/digitlab), "
+        "trying its mirrors in order and verifying every file's checksum before it is used. "
+        "Offline? Download the files by hand and import them with --from DIR.",
+    )
+    fetch.add_argument("name", help="data set name (see `digitlab data list`)")
+    fetch.add_argument(
+        "--from", dest="from_dir", type=Path, metavar="DIR", help="import files downloaded by hand"
+    )
+    fetch.add_argument(
+        "--mirror", action="append", default=[], metavar="URL", help="a mirror to try first (repeatable)"
+    )
+    fetch.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds without data before a mirror is dropped"
+    )
+    fetch.set_defaults(handler=run_data_fetch)
+
+    verify = actions.add_parser(
+        "verify", help="check a data set's files against their checksums (default: the shipped MNIST)"
+    )
+    verify.add_argument("name", nargs="?", default="mnist", help="data set name (default mnist)")
+    verify.set_defaults(handler=run_data_verify)
+
+
+def run_data_list(args: argparse.Namespace) -> int:
+    from digitlab.data.info import catalogue
+
+    print(f"{'name':16} {'classes':>7} {'train':>8} {'test':>7}  where")
+    for row in catalogue():
+        train, test = (f"{row[split]:,}" if row[split] else "?" for split in ("train", "test"))
+        print(f"{row['name']:16} {row['classes']:7d} {train:>8} {test:>7}  {row['where']}")
+    return 0
+
+
+def run_data_info(args: argparse.Namespace) -> int:
+    from digitlab.data.info import balance_line, describe
+
+    info = describe(args.source)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in ("title", "where", "homepage", "license"):
+        if info.get(key):
+            print(f"{key}: {info[key]}")
+    print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    for split, details in info["splits"].items():
+        print(f"{split}: {details['images']:,} images; {balance_line(details['per_class'])}")
+        print("  " + "  ".join(f"{name}: {count:,}" for name, count in details["per_class"].items()))
+    return 0
+
+
+def run_data_fetch(args: argparse.Namespace) -> int:
+    from digitlab.data import store
+
+    folder = store.fetch(args.name, mirrors=args.mirror, from_dir=args.from_dir, timeout=args.timeout)
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
+def run_data_verify(args: argparse.Namespace) -> int:
+    from digitlab.data import store, verify_shipped
+
+    results = verify_shipped() if args.name == "mnist" else store.verify(args.name)
+    for name, ok in results:
+        print(f"{'ok ' if ok else 'BAD'} {name}")
+    if not all(ok for _, ok in results):
+        print(f"digitlab: error: {args.name} files do not match their checksums", file=sys.stderr)
+        return 2
+    return 0
+
+
+COMMANDS = [add_models, add_summary, add_presets, add_data]

@@ -1,0 +1,167 @@
+"""Commands that put trained models to use: `predict`, `serve`, `export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from digitlab.data.imagefolder import IMAGE_SUFFIXES, image_files
+from digitlab.errors import ConfigError
+
+
+def add_predict(commands) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="read digits in users' images",
+        description="Predict the digit in each image (any format Pillow reads; any size, colour or "
+        "polarity). Give one or more checkpoints (run folders or .safetensors; several are "
+        "ensembled) followed by images or folders of images.",
+    )
+    parser.add_argument("paths", type=Path, nargs="+", metavar="CHECKPOINT|IMAGE|FOLDER")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--multi", action="store_true", help="images hold several digits: read them all")
+    parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        help="predict every row of a Kaggle-layout CSV (pixel0..pixel783) instead of images",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("submission.csv"), help="with --csv: the ImageId,Label file to write"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="with --csv: replace an existing --out file")
+    parser.set_defaults(handler=run_predict)
+
+
+def split_checkpoints_and_images(
+    paths: list[Path], need_images: bool = True
+) -> tuple[list[Path], list[Path]]:
+    """Checkpoints (run folders, .safetensors, .pth) first; images and image folders after."""
+    checkpoints, images = [], []
+    for path in paths:
+        if path.suffix in (".safetensors", ".pth", ".pt") or (
+            path.is_dir() and (path / "config.json").exists()
+        ):
+            checkpoints.append(path)
+        elif path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise ConfigError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            images.extend(found)
+        elif not path.exists():
+            raise ConfigError(f"{path}: no such file or folder")
+        else:
+            images.append(path)
+    if not checkpoints:
+        raise ConfigError("give a checkpoint (run folder or .safetensors) before the images")
+    if need_images and not images:
+        raise ConfigError("give at least one image or folder of images after the checkpoint")
+    return checkpoints, images
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from digitlab.inference import Predictor
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    checkpoint_paths, image_paths = split_checkpoints_and_images(args.paths, need_images=not args.csv)
+    predictor = Predictor.from_paths(checkpoint_paths, tta=args.tta, top_k=args.top_k)
+    if args.csv:
+        return predict_csv(predictor, args.csv, args.out, args.overwrite)
+    for path in image_paths:
+        if args.multi:
+            print_number(path, predictor.predict_number(path, str(path)), args.json)
+        else:
+            print_prediction(path, predictor.predict(path, str(path)), args.json)
+    return 0
+
+
+def print_prediction(path: Path, prediction, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"image": str(path), **prediction.to_dict()}))
+        return
+    runners_up = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top[1:])
+    print(
+        f"{path}: {prediction.label} ({prediction.probability:.1%})"
+        + (f"  then {runners_up}" if runners_up else "")
+    )
+
+
+def print_number(path: Path, digits: list, as_json: bool) -> None:
+    number = "".join(d.label for d in digits)
+    if as_json:
+        print(json.dumps({"image": str(path), "number": number, "digits": [d.to_dict() for d in digits]}))
+    else:
+        print(f"{path}: {number}  ({', '.join(f'{d.label} {d.probability:.1%}' for d in digits)})")
+
+
+def predict_csv(predictor, csv_path: Path, out: Path, overwrite: bool) -> int:
+    """Kaggle Digit Recognizer: predict every row of a CSV, write ImageId,Label."""
+    from digitlab.data.csvdata import read_csv_images, write_submission
+
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
+    images, labels = read_csv_images(csv_path)
+    predicted = predictor.probabilities(images).argmax(1)
+    write_submission(out, [predictor.classes[i] for i in predicted])
+    print(f"wrote {out}: {len(predicted):,} predictions for {csv_path}")
+    if labels is not None:
+        print(f"accuracy on its labels: {(predicted == labels).mean() * 100:.2f}%")
+    return 0
+
+
+def add_serve(commands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="web page to draw digits on, and a JSON API",
+        description="Serve a page to draw (or upload) a digit and see the model read it live, and "
+        "the API: POST /api/predict, GET /api/health, GET /api/model; OpenAPI docs at /docs.",
+    )
+    parser.add_argument("checkpoints", type=Path, nargs="+", help="run folders or .safetensors (ensembled)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from digitlab.inference import Predictor
+    from digitlab.serve.app import create_app
+
+    app = create_app(Predictor.from_paths(args.checkpoints, tta=args.tta))
+    print(f"digitlab: serving on http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def add_export(commands) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="export a checkpoint to ONNX",
+        description="Write an ONNX model (dynamic batch axis; input: (N, 1, 28, 28) pixels in [0, 1], "
+        "standardisation inside the graph) and check it with ONNX Runtime against PyTorch on real "
+        "test images. Needs digitlab[export].",
+    )
+    parser.add_argument("checkpoint", type=Path, help="run folder or best.safetensors")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    parser.add_argument("--out", type=Path, help="output file (default: beside the checkpoint)")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from digitlab.inference.export import export_onnx
+
+    report = export_onnx(args.checkpoint, args.out)
+    print(f"wrote {report.path} ({report.size_bytes / 1024:.0f} KiB)")
+    print(
+        f"checked on {report.images} MNIST test images with ONNX Runtime: max |logit difference| "
+        f"{report.max_abs_diff:.2e}, same prediction on {report.agreement:.2%}"
+    )
+    return 0
+
+
+COMMANDS = [add_predict, add_serve, add_export]

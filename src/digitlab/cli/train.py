@@ -1,0 +1,66 @@
+"""`digitlab train` and `digitlab sweep`."""
+
+from __future__ import annotations
+
+import argparse
+
+from digitlab.cli.training_flags import add_training_flags, sweep_grid_from_args, train_config_from_args
+
+
+def add_train(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train a model into a new run folder",
+        description="Train a model. Start from a --preset (default: fast) and override any "
+        "setting with flags, replay a run with --config, or continue one with --resume.",
+    )
+    add_training_flags(parser, "RUN_DIR", lists=False)
+    parser.add_argument("--report", action="store_true", help="write report.html/report.md at the end")
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from digitlab.engine.train import train
+
+    if args.resume:
+        result = train(None, resume=args.resume, quiet=args.quiet)
+    else:
+        result = train(train_config_from_args(args), quiet=args.quiet)
+    if args.report:
+        from digitlab.analysis.report import write_report
+
+        html_path, _ = write_report(result.run_dir)
+        if not args.quiet:
+            print(f"report:     {html_path}")
+    if not args.quiet:
+        print(f"run folder: {result.run_dir}")
+        print(f"test it:    digitlab test {result.run_dir}")
+    return 0
+
+
+def add_sweep(commands) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="train a grid of settings and tabulate the results",
+        description="Train one run per point of a grid: give several comma-separated values to any "
+        "training flag (e.g. --lr 1e-3,5e-4,1e-4 --batch-size 64,128). Writes a sweep folder with "
+        "the results table (Markdown, CSV), an overlay of all curves and a report. "
+        "--resume SWEEP_DIR continues an interrupted sweep.",
+    )
+    add_training_flags(parser, "SWEEP_DIR", lists=True)
+    parser.set_defaults(handler=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from digitlab.analysis.compare import markdown_table
+    from digitlab.analysis.sweep_report import write_sweep_report
+    from digitlab.engine import sweep
+
+    folder = args.resume or sweep.start_sweep(*sweep_grid_from_args(args))
+    rows = write_sweep_report(sweep.run_sweep(folder, quiet=args.quiet))
+    print(markdown_table(rows))
+    print(f"sweep folder: {folder} (results.md, results.csv, curves.png, report.html)")
+    return 0
+
+
+COMMANDS = [add_train, add_sweep]

@@ -6,28 +6,29 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ctrl_c, on_second_epoch, quick_config
+from conftest import ctrl_c, current_format_run, on_second_epoch, quick_config
 from digitlab import load_checkpoint, train
 from digitlab.analysis.compare import compare_runs
 from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
 from digitlab.analysis.predictions import predict
 from digitlab.analysis.report import write_report
-from digitlab.cli import main
 from digitlab.analysis.sweep_report import write_sweep_report
+from digitlab.cli import main
+from digitlab.engine.runs import Run
 from digitlab.engine.sweep import run_sweep, start_sweep
 from digitlab.errors import DigitlabError
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    return train(quick_config(tmp_path_factory.mktemp("analysis"), run_name="run"), quiet=True)
+    return current_format_run(tmp_path_factory.mktemp("analysis") / "run")
 
 
 def test_confusion_matrix_matches_accuracy(finished_run, mnist_test):
-    predictions = predict([load_checkpoint(finished_run.run_dir)], mnist_test)
+    predictions = predict([load_checkpoint(finished_run)], mnist_test)
     matrix = confusion_matrix(predictions.labels, predictions.predicted, 10)
     assert matrix.sum() == 10000
-    assert matrix.trace() / 10000 == pytest.approx(finished_run.test.accuracy)
+    assert matrix.trace() / 10000 == pytest.approx(Run(finished_run).result().test.accuracy)
     assert matrix.sum(1).tolist() == np.bincount(mnist_test.labels.numpy()).tolist()
     table = per_class_table(matrix, predictions.classes)
     assert sum(r["support"] for r in table) == 10000
@@ -52,21 +53,22 @@ def assert_png(path, min_side=200):
 
 
 def test_report_is_self_contained_and_holds_the_numbers(finished_run):
-    html_path, md_path = write_report(finished_run.run_dir)
+    html_path, md_path = write_report(finished_run)
+    test = Run(finished_run).result().test
     html = html_path.read_text()
     assert not re.search(r"""(src|href)\s*=\s*['"](?!data:)""", html)  # nothing fetched from outside
-    assert f"{finished_run.test.accuracy * 100:.2f} %" in html
-    assert f"{finished_run.test.errors} of 10000" in html
+    assert f"{test.accuracy * 100:.2f} %" in html
+    assert f"{test.errors} of 10000" in html
     for name in ("curves", "confusion", "confusion_errors", "mistakes", "reliability", "samples"):
-        assert_png(finished_run.run_dir / "figures" / f"{name}.png")
+        assert_png(finished_run / "figures" / f"{name}.png")
         assert f"figures/{name}.png" in md_path.read_text()
-    confusion = np.load(finished_run.run_dir / "figures" / "confusion.npy")
-    assert confusion.sum() == 10000 and confusion.trace() == 10000 - finished_run.test.errors
+    confusion = np.load(finished_run / "figures" / "confusion.npy")
+    assert confusion.sum() == 10000 and confusion.trace() == 10000 - test.errors
 
 
 def test_report_of_a_crashed_run_says_what_is_missing(finished_run, tmp_path):
     crashed = tmp_path / "crashed"
-    shutil.copytree(finished_run.run_dir, crashed)
+    shutil.copytree(finished_run, crashed)
     for name in ("result.json", "best.json", "best.safetensors"):
         (crashed / name).unlink()
     html_path, _ = write_report(crashed)
@@ -74,6 +76,7 @@ def test_report_of_a_crashed_run_says_what_is_missing(finished_run, tmp_path):
     assert "did not finish" in html and "result.json" in html and "No best checkpoint" in html
 
 
+@pytest.mark.slow
 def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path):
     base = quick_config(tmp_path, epochs=1, train_limit=1500, run_name="sweep")
     folder = start_sweep(base, {"lr": [1e-3, 3e-3, 1e-2]})
@@ -100,13 +103,13 @@ def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path)
 def test_compare_refuses_mismatched_and_unfinished_runs(finished_run, tmp_path, small_idx_dir, capsys):
     other = train(quick_config(tmp_path, data=str(small_idx_dir), train_limit=0, epochs=1), quiet=True)
     with pytest.raises(DigitlabError, match="different data sets"):
-        compare_runs([finished_run.run_dir, other.run_dir])
+        compare_runs([finished_run, other.run_dir])
     unfinished = tmp_path / "unfinished"
-    shutil.copytree(finished_run.run_dir, unfinished)
+    shutil.copytree(finished_run, unfinished)
     (unfinished / "result.json").unlink()
     with pytest.raises(DigitlabError, match="has not finished"):
         compare_runs([unfinished])
-    assert main(["compare", str(finished_run.run_dir), "--out", str(tmp_path)]) == 0
+    assert main(["compare", str(finished_run), "--out", str(tmp_path)]) == 0
     assert "best_test_acc" in capsys.readouterr().out and (tmp_path / "compare.csv").exists()
     assert main(["sweep", "--lr", "1e-3", "--out", str(tmp_path)]) == 2
     assert "several values" in capsys.readouterr().err
@@ -124,7 +127,7 @@ def test_audit_ranks_deliberately_wrong_labels_first(finished_run, mnist_test, t
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
 
-    result = audit_labels([load_checkpoint(finished_run.run_dir)], "test", str(tmp_path), top=30)
+    result = audit_labels([load_checkpoint(finished_run)], "test", str(tmp_path), top=30)
     top = {row["index"] for row in result.rows[:30]}
     assert len(top & set(flipped.tolist())) >= 16
     assert result.flagged >= 10 and result.scored == 2000

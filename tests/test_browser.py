@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.slow  # a server process and a browser: end to end
 
 
 def free_port() -> int:

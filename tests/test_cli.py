@@ -25,6 +25,7 @@ def trained_run(tmp_path_factory):
     return out / "r"
 
 
+@pytest.mark.slow
 def test_train_then_test_json(trained_run, capsys):
     code, out, _ = run_cli(capsys, "test", trained_run, "--json")
     assert code == 0
@@ -37,6 +38,7 @@ def test_train_then_test_json(trained_run, capsys):
     assert code == 0 and "test accuracy" in out and "errors" in out
 
 
+@pytest.mark.slow
 def test_config_replays_a_run_exactly(trained_run, tmp_path, capsys):
     code, _, _ = run_cli(
         capsys,
@@ -69,19 +71,19 @@ def test_listing_commands(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "1,007,590" in out and "bncnn" in out
     code, out, _ = run_cli(capsys, "presets")
-    assert code == 0 and "report-004" in out and "fast" in out
+    assert code == 0 and "report-004" in out and "report-001" in out and "fast" in out
     code, out, _ = run_cli(capsys, "summary", "digit")
     assert code == 0 and "1,007,590" in out
     code, out, _ = run_cli(capsys, "data", "verify")
     assert code == 0 and out.count("ok") == 4
 
 
-def test_seed_style_pth_state_dict(tmp_path, capsys):
+def test_seed_style_pth_state_dict(tmp_path, capsys, small_idx_dir):
     torch.manual_seed(0)
     path = tmp_path / "hw7_21000000_zhangsan.pth"
     torch.save(build_model("myconvnet").state_dict(), path)
-    code, out, _ = run_cli(capsys, "test", path, "--model", "myconvnet", "--json")
-    assert code == 0 and json.loads(out)["n"] == 10000
+    code, out, _ = run_cli(capsys, "test", path, "--model", "myconvnet", "--data", small_idx_dir, "--json")
+    assert code == 0 and json.loads(out)["n"] == 200
     code, _, err = run_cli(capsys, "test", path)
     assert code == 2 and "--model" in err
 
@@ -106,20 +108,20 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, message, tmp_path):
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_checkpoint_of_another_architecture(trained_run, tmp_path, capsys):
+def test_checkpoint_of_another_architecture(trained_checkpoint, tmp_path, capsys):
     path = tmp_path / "bn.pth"
     torch.save(build_model("bncnn").state_dict(), path)
     code, _, err = run_cli(capsys, "test", path, "--model", "digit")
     assert code == 2 and "do not fit model 'digit'" in err
-    code, _, err = run_cli(capsys, "test", trained_run, "--model", "bncnn")
+    code, _, err = run_cli(capsys, "test", trained_checkpoint, "--model", "bncnn")
     assert code == 2 and "another architecture" in err
 
 
-def test_corrupt_checkpoint_and_data_are_reported_and_left_alone(trained_run, tmp_path, capsys):
+def test_corrupt_checkpoint_and_data_are_reported_and_left_alone(trained_checkpoint, tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "best.safetensors").write_bytes(b"garbage")
-    (broken / "best.json").write_text((trained_run / "best.json").read_text())
+    (broken / "best.json").write_text((trained_checkpoint / "best.json").read_text())
     code, _, err = run_cli(capsys, "test", broken)
     assert code == 2 and "not a readable safetensors file" in err
     assert (broken / "best.safetensors").read_bytes() == b"garbage"
@@ -128,15 +130,56 @@ def test_corrupt_checkpoint_and_data_are_reported_and_left_alone(trained_run, tm
     data.mkdir()
     (data / "t10k-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03" + b"\0" * 10)
     (data / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x01\x07")
-    code, _, err = run_cli(capsys, "test", trained_run, "--data", data)
+    code, _, err = run_cli(capsys, "test", trained_checkpoint, "--data", data)
     assert code == 2 and "t10k-images-idx3-ubyte" in err and "truncated" in err
     assert (data / "t10k-images-idx3-ubyte").read_bytes() == b"\0\0\x08\x03" + b"\0" * 10
 
 
 def test_console_script_runs_as_module():
-    done = subprocess.run([sys.executable, "-m", "digitlab", "presets"], capture_output=True, text=True)
-    assert done.returncode == 0 and "report-001" in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "digitlab", "train", "--epochs", "0"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "epochs must be >= 1" in done.stderr
+
+
+def command_parser(name: str):
+    from digitlab.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    return subparsers.choices[name]
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_every_config_field_has_a_flag_and_every_flag_a_field(command):
+    from dataclasses import fields
+
+    from digitlab.config import TrainConfig
+
+    own_flags = {"help", "preset", "config", "resume", "quiet", "report"}
+    actions = [a for a in command_parser(command)._actions if a.dest not in own_flags]
+    with_flags = {f.name for f in fields(TrainConfig) if f.metadata["cli"]}
+    assert {a.dest for a in actions} == with_flags
+    assert with_flags | {"model_kwargs", "preset"} == {f.name for f in fields(TrainConfig)}
+    assert all(a.help for a in actions)
+
+
+def test_flags_carry_their_field_types_and_choices(capsys):
+    from digitlab.cli.training_flags import train_config_from_args
+
+    parser = command_parser("train")
+    args = parser.parse_args(["--optimizer", "sgd", "--nesterov", "--eval-batch-size", "50", "--out", "x"])
+    config = train_config_from_args(args)
+    assert (config.optimizer, config.nesterov, config.eval_batch_size, config.out_dir) == (
+        "sgd",
+        True,
+        50,
+        "x",
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--optimizer", "lbfgs"])
+    assert exit_info.value.code == 2 and "invalid choice: 'lbfgs'" in capsys.readouterr().err
+
+
+def test_an_old_preset_name_says_what_it_is_called_now(capsys):
+    code, _, err = run_cli(capsys, "train", "--preset", "seed-004")
+    assert code == 2 and "renamed 'report-004'" in err

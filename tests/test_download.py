@@ -122,12 +122,12 @@ def test_slow_mirror_times_out_and_the_next_one_serves(tiny, tmp_path):
     with MirrorServer(files) as server:
         register(f"{server.url}/slow/", f"{server.url}/good/")
         start = time.monotonic()
-        store.fetch("tiny", progress=False, timeout=0.5, retries=0)
+        store.fetch("tiny", progress=False, timeout=0.2, retries=0)
         assert time.monotonic() - start < 4 * SLOW_SECONDS
         register(f"{server.url}/slow/")
         (tmp_path / "cache" / "tiny" / NAMES["test-labels"]).unlink()
         with pytest.raises(DataError, match="timed out"):
-            store.fetch("tiny", progress=False, timeout=0.5, retries=0)
+            store.fetch("tiny", progress=False, timeout=0.2, retries=0)
     assert NAMES["test-labels"] not in cache_listing(tmp_path)
 
 
@@ -227,7 +227,8 @@ def test_fast_preset_trains_on_fashion_mnist_end_to_end(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "f"), str(image)]) == 0
     assert "Sandal" in capsys.readouterr().out
     assert main(["test", str(tmp_path / "f"), "--json"]) == 0  # on Fashion-MNIST, its own data set
-    assert json.loads(capsys.readouterr().out) == result["test"]
+    measured = json.loads(capsys.readouterr().out)
+    assert {**measured, "loss": pytest.approx(measured["loss"], rel=1e-5)} == result["test"]
     assert main(["test", str(tmp_path / "f"), "--data", "mnist"]) == 2
     assert "trained on classes T-shirt/top" in capsys.readouterr().err
 

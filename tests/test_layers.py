@@ -95,7 +95,8 @@ def test_the_rule_catches_upward_and_sibling_imports(tmp_path):
         "data/folder.py": "def read():\n    from digitlab.imaging import to_mnist\n",  # fine: down
         "errors.py": "",
         # the first import is fine (same layer), the second upward though inside a function
-        "config.py": "from digitlab.errors import E\ndef check():\n    from digitlab.models import list_models\n",
+        "config.py": "from digitlab.errors import E\n"
+        "def check():\n    from digitlab.models import list_models\n",
     }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)

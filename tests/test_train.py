@@ -9,6 +9,7 @@ from digitlab import load_checkpoint, train
 from digitlab.errors import ConfigError, TrainingDiverged
 
 
+@pytest.mark.slow
 def test_short_real_training_reaches_accuracy(tmp_path):
     result = train(quick_config(tmp_path), quiet=True)
     assert result.test.n == 10000
@@ -25,6 +26,7 @@ def test_short_real_training_reaches_accuracy(tmp_path):
     assert json.loads((run / "config.json").read_text())["train_limit"] == 3000
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path):
     first = train(quick_config(tmp_path, epochs=1, run_name="a"), quiet=True)
     second = train(quick_config(tmp_path, epochs=1, run_name="b"), quiet=True)
@@ -41,6 +43,7 @@ def epoch_rows(run):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [
@@ -65,6 +68,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, config):
     assert epoch_rows(cut) == epoch_rows(whole.run_dir)
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_best_epoch(tmp_path):
     # lr 0 is impossible, so a tiny one: validation stops improving almost at once
     result = train(
@@ -74,6 +78,7 @@ def test_early_stopping_keeps_best_epoch(tmp_path):
     assert result.best_epoch == result.epochs_run - 1
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
     def poison(trainer) -> None:
         with torch.no_grad():
@@ -101,6 +106,7 @@ def test_impossible_settings_are_refused_before_any_file_is_written(tmp_path, se
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
     from digitlab.analysis.report import write_report
 
@@ -113,6 +119,7 @@ def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path):
     assert f"{result.test.accuracy * 100:.2f} %" in html_path.read_text()
 
 
+@pytest.mark.slow
 def test_ema_weights_are_the_ones_checkpointed_and_the_raw_ones_are_measured(tmp_path):
     from digitlab.engine.checkpoint import load_checkpoint
 

@@ -93,6 +93,7 @@ def three_class_folder(tmp_path_factory, mnist_test) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_image_folder_trains_a_model_sized_by_its_classes(tmp_path, three_class_folder):
     data = load_dataset(three_class_folder, "train")
     assert data.classes == ["one", "seven", "zero"] and len(data) == 400

@@ -44,7 +44,7 @@ def build_model(name: str, **kwargs) -> nn.Module:
     cls = _model_class(name)
     try:
         return cls(**kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError, RuntimeError) as err:  # what constructors raise for wrong arguments
         raise ConfigError(f"model {name!r}: bad arguments {kwargs} ({err})") from None
 
 

@@ -1,0 +1,54 @@
+"""The real-world suite: each model on photos, scans, marker and fine-pen digits, printed digits
+and non-digits (letters, symbols, doodles, blank paper); one JSON line per set and model.
+
+    python benchmarks/realworld.py CHECKPOINT [CHECKPOINT ...] [--count 500] [--threshold 0.9]
+
+The sets are built by digitlab.analysis.realworld, deterministically from --seed, from MNIST's
+*test* split, the fonts installed on this machine and drawn shapes: no training uses them.
+"Accepted" means the top probability reaches --threshold (until models give a verdict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from digitlab import load_dataset
+from digitlab.analysis.realworld import build_suite, preprocess_all, score
+from digitlab.inference import Predictor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoints", nargs="+", help="run folders or .safetensors files, each scored alone")
+    parser.add_argument("--count", type=int, default=500, help="images per set")
+    parser.add_argument("--threshold", type=float, default=0.9, help="top probability that accepts a digit")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sets")
+    args = parser.parse_args()
+    predictors = {path: Predictor.from_paths(path) for path in args.checkpoints}
+    table = []
+    for eval_set in build_suite(load_dataset("mnist", "test"), args.count, args.seed):
+        start = time.perf_counter()
+        images, found = preprocess_all(eval_set)
+        for path, predictor in predictors.items():
+            row = {
+                "set": eval_set.name,
+                "model": path,
+                **score(predictor.probabilities(images), found, eval_set.labels, args.threshold),
+            }
+            row["seconds"] = round(time.perf_counter() - start, 2)
+            print(json.dumps(row), flush=True)
+            table.append(row)
+    print("\n| set | model | n | accuracy | accepted | accuracy on accepted | rejected |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for row in table:
+        cells = [row.get(key) for key in ("accuracy", "accepted", "accuracy_on_accepted", "rejected")]
+        text = " | ".join("—" if v is None else f"{v * 100:.1f} %" for v in cells)
+        print(f"| {row['set']} | {row['model']} | {row['n']} | {text} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -52,6 +52,15 @@ class TrainConfig:
     aug_scale: float = setting(0.0, "augment: random zoom, max relative change (0.1 = 0.9..1.1)")
     aug_shift: float = setting(0.0, "augment: random shift, max pixels either way")
     aug_shear: float = setting(0.0, "augment: random shear, max degrees either way")
+    aug_aspect: float = setting(0.0, "augment: random width/height change, max relative (0.2 = 0.8..1.2)")
+    aug_elastic: float = setting(0.0, "augment: elastic distortion, displacement in pixels (0 = off)")
+    aug_stroke: float = setting(0.0, "augment: share of images drawn with a thinner or thicker pen")
+    aug_lowres: float = setting(0.0, "augment: share of images seen at 8-14 px and scaled back up")
+    aug_blur: float = setting(0.0, "augment: random Gaussian blur, max sigma in pixels")
+    aug_gamma: float = setting(0.0, "augment: random ink profile, max |log gamma| (0.5 = 0.6..1.65)")
+    aug_noise: float = setting(
+        0.0, "augment: random additive noise, max standard deviation (pixels in [0, 1])"
+    )
     grad_clip: float = setting(0.0, "clip the gradient norm to this value (0 = off)")
     ema: float = setting(0.0, "keep an exponential moving average of the weights, decay e.g. 0.999 (0 = off)")
     patience: int = setting(0, "stop after this many epochs without improvement (0 = never)")
@@ -81,10 +90,13 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (
-                min(self.aug_rotate, self.aug_scale, self.aug_shift, self.aug_shear) >= 0,
+                min(getattr(self, f.name) for f in fields(self) if f.name.startswith("aug_")) >= 0,
                 "augmentation settings must be >= 0",
             ),
             (self.aug_scale < 1, f"aug_scale must be < 1, got {self.aug_scale}"),
+            (self.aug_aspect < 1, f"aug_aspect must be < 1, got {self.aug_aspect}"),
+            (self.aug_stroke <= 1, f"aug_stroke is a share of images, at most 1, got {self.aug_stroke}"),
+            (self.aug_lowres <= 1, f"aug_lowres is a share of images, at most 1, got {self.aug_lowres}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
             (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
@@ -172,6 +184,30 @@ PRESETS: dict[str, Preset] = {
             aug_rotate=10.0,
             aug_scale=0.1,
             aug_shift=2.5,
+            val_split=0.1,
+        ),
+    ),
+    "robust": Preset(
+        "digits as users have them: widecnn with pen, scan, blur, noise and shape augmentation on the batch",
+        dict(
+            model="widecnn",
+            optimizer="adam",
+            lr=3e-3,
+            batch_size=128,
+            epochs=20,
+            schedule="onecycle",
+            label_smoothing=0.1,
+            aug_rotate=12.0,
+            aug_scale=0.15,
+            aug_shift=2.5,
+            aug_shear=12.0,
+            aug_aspect=0.25,
+            aug_elastic=2.0,
+            aug_stroke=0.5,
+            aug_lowres=0.2,
+            aug_blur=0.7,
+            aug_gamma=0.4,
+            aug_noise=0.05,
             val_split=0.1,
         ),
     ),

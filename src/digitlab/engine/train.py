@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from digitlab.config import TrainConfig
-from digitlab.data.augment import AffineAugment
+from digitlab.data.augment import BatchAugment
 from digitlab.data.info import balance_line
 from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
@@ -89,7 +89,7 @@ class Trainer:
         self.test_data = load_dataset(config.data, "test").to(self.device)
         if self.test_data.classes != full.classes:
             raise DataError(f"{config.data}: the test split's classes differ from the training split's")
-        self.augment = AffineAugment(config.aug_rotate, config.aug_scale, config.aug_shift, config.aug_shear)
+        self.augment = BatchAugment.from_config(config)
 
         # the output layer is sized from the data set: 10 digits, 26 letters, 47 EMNIST classes
         self.model_kwargs = {**config.model_kwargs, "num_classes": len(full.classes)}

@@ -9,15 +9,30 @@ from pathlib import Path
 
 
 def add_models(commands) -> None:
-    parser = commands.add_parser("models", help="list the architectures")
+    parser = commands.add_parser(
+        "models",
+        help="list the architectures and the shipped models",
+        description="List the architectures and the trained models that ship with digitlab; "
+        "`digitlab models NAME` shows a shipped model's card.",
+    )
+    parser.add_argument("name", nargs="?", help="a shipped model: show its card")
     parser.set_defaults(handler=run_models)
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from digitlab.engine.pretrained import model_card, model_cards
     from digitlab.models import build_model, count_parameters, list_models, model_description
 
+    if args.name:
+        print(model_card(args.name).text())
+        return 0
+    print("architectures (digitlab train --model NAME):")
     for name in list_models():
-        print(f"{name:<10} {count_parameters(build_model(name)):>10,}  {model_description(name)}")
+        print(f"  {name:<10} {count_parameters(build_model(name)):>10,}  {model_description(name)}")
+    print("shipped models (use the name as a checkpoint; `digitlab models NAME` shows the card):")
+    for card in model_cards().values():
+        accuracy = card.mnist_test["accuracy"] * 100
+        print(f"  {card.name:<10} {card.architecture:<10} MNIST test {accuracy:.2f} %  {card.summary}")
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from digitlab.data.imagefolder import IMAGE_SUFFIXES, image_files
+from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
 from digitlab.errors import ConfigError
 
 
@@ -18,7 +19,13 @@ def add_predict(commands) -> None:
         "polarity). Give one or more checkpoints (run folders or .safetensors; several are "
         "ensembled) followed by images or folders of images.",
     )
-    parser.add_argument("paths", type=Path, nargs="+", metavar="CHECKPOINT|IMAGE|FOLDER")
+    parser.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="CHECKPOINT|IMAGE|FOLDER",
+        help=f"checkpoints (run folders, .safetensors, shipped models; default {DEFAULT_MODEL}), then images",
+    )
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--multi", action="store_true", help="images hold several digits: read them all")
@@ -38,13 +45,16 @@ def add_predict(commands) -> None:
 def split_checkpoints_and_images(
     paths: list[Path], need_images: bool = True
 ) -> tuple[list[Path], list[Path]]:
-    """Checkpoints (run folders, .safetensors, .pth) first; images and image folders after."""
+    """Checkpoints (run folders, .safetensors, .pth, shipped models' names) first; images and
+    image folders after. No checkpoint: the shipped `default` model."""
     checkpoints, images = [], []
     for path in paths:
         if path.suffix in (".safetensors", ".pth", ".pt") or (
             path.is_dir() and (path / "config.json").exists()
         ):
             checkpoints.append(path)
+        elif not path.exists() and pretrained_path(str(path)):
+            checkpoints.append(path)  # a shipped model's name
         elif path.is_dir():
             found = image_files(path)
             if not found:
@@ -54,8 +64,10 @@ def split_checkpoints_and_images(
             raise ConfigError(f"{path}: no such file or folder")
         else:
             images.append(path)
+    if not checkpoints and pretrained_path(DEFAULT_MODEL):
+        checkpoints.append(Path(DEFAULT_MODEL))
     if not checkpoints:
-        raise ConfigError("give a checkpoint (run folder or .safetensors) before the images")
+        raise ConfigError("give a checkpoint (run folder, .safetensors or a shipped model) before the images")
     if need_images and not images:
         raise ConfigError("give at least one image or folder of images after the checkpoint")
     return checkpoints, images
@@ -119,7 +131,12 @@ def add_serve(commands) -> None:
         description="Serve a page to draw (or upload) a digit and see the model read it live, and "
         "the API: POST /api/predict, GET /api/health, GET /api/model; OpenAPI docs at /docs.",
     )
-    parser.add_argument("checkpoints", type=Path, nargs="+", help="run folders or .safetensors (ensembled)")
+    parser.add_argument(
+        "checkpoints",
+        type=Path,
+        nargs="*",
+        help=f"run folders, .safetensors or shipped models (ensembled; default: {DEFAULT_MODEL})",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
@@ -132,7 +149,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from digitlab.inference import Predictor
     from digitlab.serve.app import create_app
 
-    app = create_app(Predictor.from_paths(args.checkpoints, tta=args.tta))
+    app = create_app(Predictor.from_paths(args.checkpoints or [Path(DEFAULT_MODEL)], tta=args.tta))
     print(f"digitlab: serving on http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -49,7 +49,7 @@ def run_test(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics.to_dict()))
         return 0
-    what = str(checkpoints[0].path) if len(checkpoints) == 1 else f"ensemble of {len(checkpoints)}"
+    what = str(args.checkpoints[0]) if len(checkpoints) == 1 else f"ensemble of {len(checkpoints)}"
     print(
         f"{what}: test accuracy {metrics.accuracy * 100:.2f}%  "
         f"loss {metrics.loss:.4f}  errors {metrics.errors} of {metrics.n}"

@@ -24,6 +24,7 @@ from torch import nn
 
 from digitlab._version import __version__
 from digitlab.data.digitdata import DIGIT_CLASSES
+from digitlab.engine.pretrained import pretrained_path
 from digitlab.errors import CheckpointError, ConfigError
 from digitlab.fileio import atomic_write_bytes, atomic_write_json
 from digitlab.models import MNIST_MEAN, MNIST_STD, DigitClassifier, build_classifier, classifier_state
@@ -146,8 +147,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) ->
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a run folder, `best.safetensors`, `best.json` or a legacy `.pth` file."""
+    """Accept a run folder, `best.safetensors`, `best.json`, a legacy `.pth` file, or the name
+    of a shipped model (`digitlab models`; an existing path of the same name wins)."""
     path = Path(path)
+    shipped = None if path.exists() else pretrained_path(str(path))
+    if shipped:
+        return shipped
     if path.is_dir():
         path = path / "best.safetensors"
     elif path.suffix == ".json":

@@ -10,6 +10,7 @@ import torch
 
 from digitlab.engine.checkpoint import Checkpoint, load_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities
+from digitlab.engine.pretrained import DEFAULT_MODEL, model_card, pretrained_path
 from digitlab.errors import DigitlabError
 from digitlab.imaging.preprocess import ImageSource, split_digits, to_mnist
 
@@ -54,6 +55,12 @@ class Predictor:
         if isinstance(paths, (str, Path)):
             paths = [paths]
         return cls([load_checkpoint(path) for path in paths], **kwargs)
+
+    @classmethod
+    def pretrained(cls, name: str = DEFAULT_MODEL, **kwargs) -> Predictor:
+        """A model that ships with digitlab (`digitlab models` lists them), ready to predict."""
+        model_card(name)  # a clear error naming the shipped models for an unknown name
+        return cls([load_checkpoint(pretrained_path(name))], **kwargs)
 
     def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, classes) probabilities for uint8 MNIST-form images (N, 28, 28)."""

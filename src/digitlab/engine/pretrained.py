@@ -1,0 +1,102 @@
+"""The models that ship inside the package: named weights, each with its model card.
+
+`digitlab/pretrained/models.json` lists them; `benchmarks/model_card.py` writes an entry
+from a finished run, measuring every figure of the card. A shipped model's name works
+wherever a checkpoint path does (an existing path of that name wins).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from digitlab.errors import CheckpointError
+
+CARDS_FILE = "models.json"
+DEFAULT_MODEL = "default"  # what predict and serve use when given no checkpoint
+
+
+@dataclass
+class ModelCard:
+    """What a shipped model is, how it was made and what it measures."""
+
+    name: str
+    file: str  # in digitlab/pretrained/
+    sha256: str
+    summary: str
+    architecture: str
+    parameters: int
+    training_data: str  # the sources training used
+    command: str  # reproduces the weights
+    mnist_test: dict  # accuracy, errors, n: the test set, measured once
+    calibration: dict  # expected calibration error on the MNIST test set
+    realworld: list[dict] = field(default_factory=list)  # rows of benchmarks/realworld.py
+    size_bytes: int = 0
+    latency_ms: dict = field(default_factory=dict)  # one image, decode + preprocess + model
+    data_license: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self) -> str:
+        """The card as a person reads it."""
+        test = self.mnist_test
+        lines = [
+            f"{self.name}: {self.summary}",
+            f"  architecture   {self.architecture} ({self.parameters:,} parameters)",
+            f"  trained on     {self.training_data}",
+            f"  reproduce      {self.command}",
+            f"  MNIST test     {test['accuracy'] * 100:.2f} % ({test['errors']} errors of {test['n']:,})",
+            f"  calibration    expected calibration error {self.calibration['ece'] * 100:.2f} %",
+            f"  size           {self.size_bytes / 1024:.0f} KiB, sha256 {self.sha256}",
+        ]
+        if self.latency_ms:
+            lines.append(
+                f"  CPU latency    p50 {self.latency_ms['p50']:.1f} ms per image (decode, preprocess, model)"
+            )
+        if self.realworld:
+            lines.append("  real-world suite (accuracy / accepted at p >= 0.9; non-digits: rejected):")
+            for row in self.realworld:
+                figures = (
+                    f"{row['accuracy'] * 100:5.1f} % / {row['accepted'] * 100:5.1f} %"
+                    if "accuracy" in row
+                    else f"rejected {row['rejected'] * 100:5.1f} %"
+                )
+                lines.append(f"    {row['set']:<10} {figures}")
+        lines.append(f"  data licence   {self.data_license}")
+        return "\n".join(lines)
+
+
+def pretrained_folder() -> Path:
+    return Path(str(resources.files("digitlab") / "pretrained"))
+
+
+@functools.cache
+def model_cards() -> dict[str, ModelCard]:
+    """Every shipped model's card, by name."""
+    path = pretrained_folder() / CARDS_FILE
+    if not path.exists():
+        return {}
+    return {entry["name"]: ModelCard(**entry) for entry in json.loads(path.read_text())}
+
+
+def model_card(name: str) -> ModelCard:
+    cards = model_cards()
+    if name not in cards:
+        known = ", ".join(cards) or "none"
+        raise CheckpointError(f"no shipped model named {name!r}; shipped: {known}")
+    return cards[name]
+
+
+def pretrained_path(name: str) -> Path | None:
+    """The weights of the shipped model `name`, or None when no model ships by that name."""
+    card = model_cards().get(str(name))
+    return pretrained_folder() / card.file if card else None
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -59,11 +59,24 @@ def test_report_is_self_contained_and_holds_the_numbers(finished_run):
     assert not re.search(r"""(src|href)\s*=\s*['"](?!data:)""", html)  # nothing fetched from outside
     assert f"{test.accuracy * 100:.2f} %" in html
     assert f"{test.errors} of 10000" in html
-    for name in ("curves", "confusion", "confusion_errors", "mistakes", "reliability", "samples"):
+    for name in ("confusion", "confusion_errors", "mistakes", "reliability", "samples"):
         assert_png(finished_run / "figures" / f"{name}.png")
         assert f"figures/{name}.png" in md_path.read_text()
     confusion = np.load(finished_run / "figures" / "confusion.npy")
     assert confusion.sum() == 10000 and confusion.trace() == 10000 - test.errors
+
+
+def test_report_reads_well_for_a_one_epoch_run(finished_run):
+    """No lone-dot curves, no "1 epochs", no empty header, no enum names, the set-up as a diff."""
+    _, md_path = write_report(finished_run)
+    markdown = md_path.read_text()
+    assert "figures/curves.png" not in markdown and "One epoch: no curves" in markdown
+    assert "1 epochs" not in markdown and "1 epoch, " in markdown
+    assert "|  |  |" not in markdown and "Units." not in markdown
+    differences = markdown.split("Settings that differ from digitlab's defaults:")[1].split("<details>")[0]
+    assert "| train_limit | 4000 |" in differences and "| epochs | 1 |" in differences
+    assert "| momentum |" not in differences and "out_dir" not in differences  # unchanged; where it ran
+    assert "| momentum | 0.9 |" in markdown.split("<details>")[1]  # every setting, folded
 
 
 def test_report_of_a_crashed_run_says_what_is_missing(finished_run, tmp_path):

@@ -36,8 +36,9 @@ class Document:
     def warning(self, text: str) -> None:
         self.blocks.append(("warning", text))
 
-    def table(self, header: list[str], rows: list[list]) -> None:
-        self.blocks.append(("table", header, [[str(c) for c in row] for row in rows]))
+    def table(self, header: list[str], rows: list[list], folded: str = "") -> None:
+        """A table; with `folded`, shown closed under that summary line (HTML <details>)."""
+        self.blocks.append(("table", header, [[str(c) for c in row] for row in rows], folded))
 
     def figure(self, path: Path, caption: str) -> None:
         self.blocks.append(("figure", Path(path), caption))
@@ -56,11 +57,13 @@ class Document:
             elif kind == "warning":
                 out.append(f"> **Note:** {args[0]}\n")
             elif kind == "table":
-                header, rows = args
+                header, rows, folded = args
+                if folded:
+                    out.append(f"<details><summary>{folded}</summary>\n")
                 out.append("| " + " | ".join(header) + " |")
                 out.append("|" + "|".join(" --- " for _ in header) + "|")
                 out.extend("| " + " | ".join(row) + " |" for row in rows)
-                out.append("")
+                out.append("\n</details>\n" if folded else "")
             elif kind == "figure":
                 path, caption = args
                 out.append(f"![{caption}]({Path(os.path.relpath(path, base)).as_posix()})\n")
@@ -84,10 +87,12 @@ class Document:
             elif kind == "warning":
                 out.append(f"<p class='missing'>{esc(args[0])}</p>")
             elif kind == "table":
-                header, rows = args
+                header, rows, folded = args
+                if folded:
+                    out.append(f"<details><summary>{esc(folded)}</summary>")
                 out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
                 out.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-                out.append("</table>")
+                out.append("</table></details>" if folded else "</table>")
             elif kind == "figure":
                 path, caption = args
                 data = base64.b64encode(path.read_bytes()).decode("ascii")

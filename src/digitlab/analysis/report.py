@@ -12,6 +12,7 @@ from digitlab.analysis.document import Document
 from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
 from digitlab.analysis.predictions import hardest_mistakes, predict
 from digitlab.analysis.summary import model_summary
+from digitlab.config import PRESETS, TrainConfig, preset_config
 from digitlab.data.sources import load_dataset
 from digitlab.engine.checkpoint import CheckpointMeta
 from digitlab.engine.runs import Run
@@ -22,8 +23,15 @@ def pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.2f} %"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+RUN_PLACE = ("out_dir", "run_name", "preset")  # where a run was written, not how it trained
 
 
 def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
@@ -53,7 +61,7 @@ def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
         best_val = (best.val or {}).get("accuracy") if best else None
     test = result.test if result else None
     doc.table(
-        ["", ""],
+        ["", "this run"],
         [
             ["data set", config.data],
             ["model", f"{config.model} ({params:,} parameters)"],
@@ -110,7 +118,16 @@ def _data_section(doc: Document, config, figure_dir: Path) -> None:
 
 def _setup_section(doc: Document, config, best: CheckpointMeta | None) -> None:
     doc.heading("Set-up")
-    doc.table(["setting", "value"], [[k, json.dumps(v)] for k, v in config.to_dict().items()])
+    settings = config.to_dict()
+    baseline = preset_config(config.preset).to_dict() if config.preset in PRESETS else TrainConfig().to_dict()
+    changed = [[k, json.dumps(v)] for k, v in settings.items() if v != baseline[k] and k not in RUN_PLACE]
+    what = f"the preset {config.preset}" if config.preset in PRESETS else "digitlab's defaults"
+    if changed:
+        doc.paragraph(f"Settings that differ from {what}:")
+        doc.table(["setting", "value"], changed)
+    else:
+        doc.paragraph(f"The settings of {what}, unchanged.")
+    doc.table(["setting", "value"], [[k, json.dumps(v)] for k, v in settings.items()], folded="every setting")
     if best and best.versions:
         doc.paragraph("Versions: " + ", ".join(f"{k} {v}" for k, v in best.versions.items()))
 
@@ -121,10 +138,13 @@ def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) 
         doc.warning("No epoch finished: no curves.")
         return
     best_epoch = result.best_epoch if result else None
-    doc.figure(
-        figures.training_curves(rows, best_epoch, figure_dir / "curves.png", f"{model}: training curves"),
-        "Loss and accuracy per epoch on the training and validation splits; learning rate.",
-    )
+    if len(rows) < 2:
+        doc.paragraph("One epoch: no curves to draw; its numbers are in the table.")
+    else:
+        doc.figure(
+            figures.training_curves(rows, best_epoch, figure_dir / "curves.png", f"{model}: training curves"),
+            "Loss and accuracy per epoch on the training and validation splits; learning rate.",
+        )
     doc.table(
         ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"],
         [
@@ -207,7 +227,7 @@ def _timing_section(doc: Document, rows, result) -> None:
         return
     seconds = [r["seconds"] for r in rows]
     doc.paragraph(
-        f"{len(rows)} epochs, {sum(seconds):.1f} s in all ({np.mean(seconds):.1f} s per epoch, "
+        f"{plural(len(rows), 'epoch')}, {sum(seconds):.1f} s in all ({np.mean(seconds):.1f} s per epoch, "
         f"training and validation)"
         + (f"; {result.train_seconds:.1f} s for the whole loop." if result else ".")
     )

@@ -17,4 +17,5 @@ def model_summary(name: str, batch_size: int = 1, **kwargs) -> str:
         verbose=0,
         device="cpu",
     )
-    return f"{name}\n{stats}"
+    # torchinfo 1.8 prints its unit enum on Python 3.11 ("Units.MEGABYTES"): name the unit
+    return f"{name}\n{stats}".replace("(Units.MEGABYTES)", "(M)").replace("(Units.GIGABYTES)", "(G)")

@@ -52,8 +52,14 @@ def assert_png(path, min_side=200):
         assert image.format == "PNG" and min(image.size) >= min_side
 
 
-def test_report_is_self_contained_and_holds_the_numbers(finished_run):
-    html_path, md_path = write_report(finished_run)
+@pytest.fixture(scope="module")
+def report(finished_run):
+    """report.html and report.md of the finished run, written once for the tests that read them."""
+    return write_report(finished_run)
+
+
+def test_report_is_self_contained_and_holds_the_numbers(finished_run, report):
+    html_path, md_path = report
     test = Run(finished_run).result().test
     html = html_path.read_text()
     assert not re.search(r"""(src|href)\s*=\s*['"](?!data:)""", html)  # nothing fetched from outside
@@ -66,9 +72,9 @@ def test_report_is_self_contained_and_holds_the_numbers(finished_run):
     assert confusion.sum() == 10000 and confusion.trace() == 10000 - test.errors
 
 
-def test_report_reads_well_for_a_one_epoch_run(finished_run):
+def test_report_reads_well_for_a_one_epoch_run(report):
     """No lone-dot curves, no "1 epochs", no empty header, no enum names, the set-up as a diff."""
-    _, md_path = write_report(finished_run)
+    _, md_path = report
     markdown = md_path.read_text()
     assert "figures/curves.png" not in markdown and "One epoch: no curves" in markdown
     assert "1 epochs" not in markdown and "1 epoch, " in markdown

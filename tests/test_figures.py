@@ -79,7 +79,9 @@ def epoch_rows(n: int) -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("epochs", [1, 2, 20, 50])
+@pytest.mark.parametrize(
+    "epochs", [1, 20, pytest.param(2, marks=pytest.mark.slow), pytest.param(50, marks=pytest.mark.slow)]
+)
 def test_training_curves(drawn, tmp_path, epochs):
     figures.training_curves(epoch_rows(epochs), 1, tmp_path / "curves.png", "widecnn: training curves")
     assert drawn[str(tmp_path / "curves.png")] == []

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from digitlab.data.imagefolder import IMAGE_SUFFIXES, image_files
+from tqdm import tqdm
+
+from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
 from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
-from digitlab.errors import ConfigError
+from digitlab.errors import ConfigError, DigitlabError
+from digitlab.inference.batch import BatchResult
 
 
 def add_predict(commands) -> None:
@@ -31,6 +36,9 @@ def add_predict(commands) -> None:
     parser.add_argument("--multi", action="store_true", help="images hold several digits: read them all")
     parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
     parser.add_argument(
+        "--workers", type=int, default=0, help="processes decoding images (default: one per core)"
+    )
+    parser.add_argument(
         "--csv",
         type=Path,
         help="predict every row of a Kaggle-layout CSV (pixel0..pixel783) instead of images",
@@ -46,7 +54,7 @@ def split_checkpoints_and_images(
     paths: list[Path], need_images: bool = True
 ) -> tuple[list[Path], list[Path]]:
     """Checkpoints (run folders, .safetensors, .pth, shipped models' names) first; images and
-    image folders after. No checkpoint: the shipped `default` model."""
+    folders of images after. No checkpoint: the shipped `default` model."""
     checkpoints, images = [], []
     for path in paths:
         if path.suffix in (".safetensors", ".pth", ".pt") or (
@@ -56,10 +64,9 @@ def split_checkpoints_and_images(
         elif not path.exists() and pretrained_path(str(path)):
             checkpoints.append(path)  # a shipped model's name
         elif path.is_dir():
-            found = image_files(path)
-            if not found:
+            if next(iter_image_files(path), None) is None:
                 raise ConfigError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            images.extend(found)
+            images.append(path)
         elif not path.exists():
             raise ConfigError(f"{path}: no such file or folder")
         else:
@@ -73,24 +80,56 @@ def split_checkpoints_and_images(
     return checkpoints, images
 
 
+def each_image(sources: list[Path]) -> Iterator[Path]:
+    """The image files among `sources`, folders streamed (never listed whole)."""
+    for source in sources:
+        yield from iter_image_files(source) if source.is_dir() else [source]
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    """Exit status 0 if every image was read, 1 if some failed (each failure gets its line)."""
     from digitlab.inference import Predictor
+    from digitlab.inference.batch import predict_files
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
-    checkpoint_paths, image_paths = split_checkpoints_and_images(args.paths, need_images=not args.csv)
+    checkpoint_paths, sources = split_checkpoints_and_images(args.paths, need_images=not args.csv)
     predictor = Predictor.from_paths(checkpoint_paths, tta=args.tta, top_k=args.top_k)
     if args.csv:
         return predict_csv(predictor, args.csv, args.out, args.overwrite)
-    for path in image_paths:
-        if args.multi:
-            print_number(path, predictor.predict_number(path, str(path)), args.json)
+    if args.multi:
+        results = (read_number(predictor, path) for path in each_image(sources))
+    else:
+        results = predict_files(predictor, each_image(sources), workers=args.workers)
+    failed = 0
+    progress = tqdm(results, unit="image", disable=not sys.stderr.isatty() or args.json, leave=False)
+    for result in progress:
+        failed += result.error is not None
+        progress.clear()
+        print_result(result, args.json)
+    return 1 if failed else 0
+
+
+def read_number(predictor, path: Path) -> BatchResult:
+    try:
+        return BatchResult(str(path), number=predictor.predict_number(path, str(path)))
+    except DigitlabError as err:
+        return BatchResult(str(path), error=str(err))
+
+
+def print_result(result: BatchResult, as_json: bool) -> None:
+    if result.error:
+        if as_json:
+            print(json.dumps({"image": result.path, "error": result.error}))
         else:
-            print_prediction(path, predictor.predict(path, str(path)), args.json)
-    return 0
+            print(f"digitlab: error: {result.error}", file=sys.stderr)
+    elif result.number is not None:
+        print_number(result.path, result.number, as_json)
+    else:
+        print_prediction(result.path, result.prediction, as_json)
 
 
-def print_prediction(path: Path, prediction, as_json: bool) -> None:
+def print_prediction(path: str, prediction, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"image": str(path), **prediction.to_dict()}))
         return
@@ -101,7 +140,7 @@ def print_prediction(path: Path, prediction, as_json: bool) -> None:
     )
 
 
-def print_number(path: Path, digits: list, as_json: bool) -> None:
+def print_number(path: str, digits: list, as_json: bool) -> None:
     number = "".join(d.label for d in digits)
     if as_json:
         print(json.dumps({"image": str(path), "number": number, "digits": [d.to_dict() for d in digits]}))

@@ -6,8 +6,11 @@ a user's photos sees them exactly as it will see new ones.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,25 @@ def class_folders(folder: Path) -> list[Path]:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(iter_image_files(folder))
+
+
+SORTED_UP_TO = 100_000  # a bigger folder is streamed in file-system order, never held whole
+
+
+def iter_image_files(folder: Path) -> Iterator[Path]:
+    """The image files of `folder` in name order; past SORTED_UP_TO files, in the order the
+    file system lists them, so a folder of a million images never becomes one big list."""
+    with os.scandir(folder) as entries:
+        images = (
+            Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
+        )
+        first = list(itertools.islice(images, SORTED_UP_TO))
+        if len(first) < SORTED_UP_TO:
+            yield from sorted(first)
+            return
+        yield from first
+        yield from images
 
 
 def is_image_folder(folder: Path) -> bool:

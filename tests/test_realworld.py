@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.analysis.realworld import DIGIT_LOOKALIKES, LETTERS, SYMBOLS, build_suite, preprocess_all, score
+from digitlab.analysis.realworld import build_suite, preprocess_all, score
+from digitlab.imaging.render import DIGIT_LOOKALIKES, LETTERS, SYMBOLS
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,10 @@
 
 Every set is built deterministically (seeded) and offline from sources that no training
 uses: MNIST *test* digits turned into phone photos, low-resolution scans, thick-marker and
-thin-pen strokes; digits printed in the fonts installed on this machine; and non-digits
-(letters and symbols that do not look like digits, doodles, textures, blank paper). The
+thin-pen strokes; digits printed in the Liberation fonts; and non-digits (letters and
+symbols that do not look like digits, in the Liberation fonts; doodles of kinds no outlier
+set draws; textures; blank paper). Training outliers (`data.outliers`) print with the DejaVu
+fonts and draw scribbles and speckle instead, so the suite measures unseen kinds. The
 images are encoded files (JPEG/PNG bytes), so they take exactly the road of a user's image
 through `imaging.to_mnist`. This module lives in `analysis`, a layer that `data` and the
 training engine cannot import: nothing here can leak into training.
@@ -15,19 +17,14 @@ import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-FONT_FOLDERS = [Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts"]
-# letters and symbols a person could read as a digit (O/0, l/1, S/5, Z/2, B/8, g/9, b/6, ...)
-DIGIT_LOOKALIKES = set("OoQDIlijJSsZzBbGgqTt|/\\()[]!")
-LETTERS = "".join(
-    c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in DIGIT_LOOKALIKES
-)
-SYMBOLS = "+#@%&?*=~<>{}÷§€£¥©®¶∞√∑Ω"
+from digitlab.imaging.render import LETTERS, SYMBOLS, font_files, printed
+
+EVAL_FONTS = "Liberation"  # the suite prints with these; training outliers use other families
 
 
 @dataclass
@@ -42,12 +39,6 @@ class EvalSet:
     @property
     def is_digits(self) -> bool:
         return bool((self.labels >= 0).all())
-
-
-def font_files() -> list[Path]:
-    """The TrueType/OpenType fonts installed on this machine, in a fixed order."""
-    found = {p for folder in FONT_FOLDERS if folder.is_dir() for p in folder.rglob("*.[ot]tf")}
-    return sorted(found, key=lambda p: p.name)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", quality: int = 90) -> bytes:
@@ -122,23 +113,9 @@ def stroke(digit: np.ndarray, rng: np.random.Generator, thicker: bool) -> bytes:
     return encode(ink_on_paper(ink, rng.uniform(225, 255), rng.uniform(0, 50)))
 
 
-def printed(text: str, font: Path, rng: np.random.Generator) -> bytes:
-    """`text` printed in `font`: random size, slight rotation, either polarity, grey levels."""
-    size = int(rng.choice([18, 28, 48, 96]))
-    face = ImageFont.truetype(str(font), size)
-    canvas = Image.new("L", (size * 3, size * 3), 0)
-    ImageDraw.Draw(canvas).text((size * 1.5, size * 1.5), text, fill=255, font=face, anchor="mm")
-    canvas = canvas.rotate(rng.uniform(-12, 12), Image.Resampling.BICUBIC)
-    ink = np.asarray(canvas, dtype=np.float64) / 255.0
-    paper, ink_level = rng.uniform(190, 255), rng.uniform(0, 110)
-    if rng.random() < 0.5:  # light on dark
-        paper, ink_level = 255 - paper, 255 - ink_level
-    return encode(ink_on_paper(ink, paper, ink_level))
-
-
 # --- things that are not digits ----------------------------------------------------------
 def doodle(kind: str, rng: np.random.Generator) -> bytes:
-    """A pen doodle (star, heart, spiral, hash, zigzag, scribble) or a texture, dark on light."""
+    """A pen doodle (star, heart, spiral, hash, zigzag, arrow) or a texture, dark on light."""
     size = 200
     canvas = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(canvas)
@@ -173,15 +150,15 @@ def doodle(kind: str, rng: np.random.Generator) -> bytes:
     elif kind == "zigzag":
         xs = np.linspace(c[0] - r, c[0] + r, int(rng.integers(5, 9)))
         draw.line([(x, c[1] + (r / 2 if i % 2 else -r / 2)) for i, x in enumerate(xs)], fill=255, width=width)
-    elif kind == "scribble":
-        steps = rng.normal(0, 18, size=(40, 2)).cumsum(0)
-        steps = steps - steps.mean(0)
-        draw.line(
-            [tuple(p) for p in (c + steps * (r / max(np.abs(steps).max(), 1)))],
-            fill=255,
-            width=width,
-            joint="curve",
+    elif kind == "arrow":
+        tip, tail = (
+            c + r * np.array([math.cos(turn), math.sin(turn)]),
+            c - r * np.array([math.cos(turn), math.sin(turn)]),
         )
+        draw.line([tuple(tail), tuple(tip)], fill=255, width=width)
+        for side in (-1, 1):
+            barb = tip - r * 0.35 * np.array([math.cos(turn + side * 0.5), math.sin(turn + side * 0.5)])
+            draw.line([tuple(tip), tuple(barb)], fill=255, width=width)
     elif kind == "texture":
         noise = ndimage.gaussian_filter(rng.random((size, size)), rng.uniform(2, 6))
         canvas = Image.fromarray(((noise > np.quantile(noise, 0.6)) * 255).astype(np.uint8))
@@ -191,7 +168,8 @@ def doodle(kind: str, rng: np.random.Generator) -> bytes:
     return encode(ink_on_paper(ink, rng.uniform(200, 255), rng.uniform(0, 60)))
 
 
-DOODLES = ("star", "heart", "spiral", "hash", "zigzag", "scribble", "texture")
+# kinds that no training outlier set draws (data.outliers draws scribbles and speckle)
+DOODLES = ("star", "heart", "spiral", "hash", "zigzag", "arrow", "texture")
 
 
 def blank_paper(rng: np.random.Generator) -> bytes:
@@ -214,14 +192,14 @@ def _printed_set(name, description, alphabet, fonts, count, seed, labelled: bool
     rng = np.random.default_rng(seed)
     choices = [(text, font) for font in fonts for text in alphabet]
     picks = rng.choice(len(choices), size=min(count, len(choices)), replace=False)
-    images = [printed(choices[i][0], choices[i][1], rng) for i in picks]
+    images = [encode(printed(choices[i][0], choices[i][1], rng)) for i in picks]
     labels = [int(choices[i][0]) if labelled else -1 for i in picks]
     return EvalSet(name, description, images, np.array(labels, np.int64))
 
 
 def build_suite(mnist_test, count: int = 500, seed: int = 0) -> Iterator[EvalSet]:
     """The evaluation sets, each of up to `count` images, the same for the same seed."""
-    fonts = font_files()
+    fonts = font_files(EVAL_FONTS)
     yield _from_mnist(
         "photos", "MNIST test digits as phone photos (JPEG)", mnist_test, count, seed + 1, photo
     )
@@ -264,7 +242,7 @@ def build_suite(mnist_test, count: int = 500, seed: int = 0) -> Iterator[EvalSet
     rng = np.random.default_rng(seed + 7)
     doodles = [doodle(DOODLES[i % len(DOODLES)], rng) for i in range(count)]
     yield EvalSet(
-        "doodles", "stars, hearts, spirals, hashes, zigzags, scribbles, textures", doodles, np.full(count, -1)
+        "doodles", "stars, hearts, spirals, hashes, zigzags, arrows, textures", doodles, np.full(count, -1)
     )
     rng = np.random.default_rng(seed + 8)
     blanks = [blank_paper(rng) for _ in range(max(1, count // 5))]

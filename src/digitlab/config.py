@@ -61,6 +61,11 @@ class TrainConfig:
     aug_noise: float = setting(
         0.0, "augment: random additive noise, max standard deviation (pixels in [0, 1])"
     )
+    outliers: float = setting(
+        0.0,
+        "not-a-digit images added per training image (0.2 = 20 %) as an extra class, so the model "
+        "learns to say 'not a digit' (outlier exposure; 0 = off)",
+    )
     grad_clip: float = setting(0.0, "clip the gradient norm to this value (0 = off)")
     ema: float = setting(0.0, "keep an exponential moving average of the weights, decay e.g. 0.999 (0 = off)")
     patience: int = setting(0, "stop after this many epochs without improvement (0 = never)")
@@ -98,6 +103,7 @@ class TrainConfig:
             (self.aug_stroke <= 1, f"aug_stroke is a share of images, at most 1, got {self.aug_stroke}"),
             (self.aug_lowres <= 1, f"aug_lowres is a share of images, at most 1, got {self.aug_lowres}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+            (self.outliers >= 0, f"outliers must be >= 0, got {self.outliers}"),
             (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),

@@ -9,6 +9,10 @@ class DataError(DigitlabError):
     """A data file is missing, corrupt, truncated or does not match its partner."""
 
 
+class NoDigitFound(DataError):
+    """An image that holds no ink to read: blank or near-blank paper."""
+
+
 class ConfigError(DigitlabError):
     """An unknown name or an impossible hyper-parameter."""
 

@@ -133,9 +133,16 @@ def print_prediction(path: str, prediction, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"image": str(path), **prediction.to_dict()}))
         return
+    if prediction.verdict == "not-a-digit":
+        likeliest = (
+            f" (most like {prediction.label} {prediction.probability:.1%})" if prediction.label else ""
+        )
+        print(f"{path}: not a digit{likeliest}")
+        return
     runners_up = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top[1:])
+    unsure = "unsure: " if prediction.verdict == "unsure" else ""
     print(
-        f"{path}: {prediction.label} ({prediction.probability:.1%})"
+        f"{path}: {unsure}{prediction.label} ({prediction.probability:.1%})"
         + (f"  then {runners_up}" if runners_up else "")
     )
 
@@ -145,7 +152,10 @@ def print_number(path: str, digits: list, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"image": str(path), "number": number, "digits": [d.to_dict() for d in digits]}))
     else:
-        print(f"{path}: {number}  ({', '.join(f'{d.label} {d.probability:.1%}' for d in digits)})")
+        readings = ", ".join(
+            f"{d.label} {d.probability:.1%}{'' if d.verdict == 'digit' else ' ' + d.verdict}" for d in digits
+        )
+        print(f"{path}: {number}  ({readings})")
 
 
 def predict_csv(predictor, csv_path: Path, out: Path, overwrite: bool) -> int:

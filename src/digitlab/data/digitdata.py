@@ -33,6 +33,16 @@ class DigitData:
     def to(self, device: str | torch.device) -> DigitData:
         return DigitData(self.images.to(device), self.labels.to(device), self.classes, self.name)
 
+    def with_extra_class(self, images: torch.Tensor, class_name: str) -> DigitData:
+        """This data plus `images` (N, 28, 28) uint8 labelled as one more class, `class_name`."""
+        extra = torch.full((len(images),), len(self.classes), dtype=self.labels.dtype, device=self.device)
+        return DigitData(
+            torch.cat([self.images, images.to(self.device)]),
+            torch.cat([self.labels, extra]),
+            [*self.classes, class_name],
+            self.name,
+        )
+
     def subset(self, index: torch.Tensor | slice) -> DigitData:
         return DigitData(self.images[index], self.labels[index], self.classes, self.name)
 

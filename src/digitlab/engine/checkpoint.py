@@ -24,6 +24,7 @@ from torch import nn
 
 from digitlab._version import __version__
 from digitlab.data.digitdata import DIGIT_CLASSES
+from digitlab.data.outliers import NOT_A_DIGIT
 from digitlab.engine.pretrained import pretrained_path
 from digitlab.errors import CheckpointError, ConfigError
 from digitlab.fileio import atomic_write_bytes, atomic_write_json
@@ -121,8 +122,12 @@ class Checkpoint:
         return self.meta.model
 
     def check_classes(self, data) -> None:
-        """Refuse to score a model on data with other classes (a Fashion-MNIST model on digits)."""
-        if list(data.classes) != list(self.classes):
+        """Refuse to score a model on data with other classes (a Fashion-MNIST model on digits).
+        A model with an extra "not a digit" class reads its data set's classes."""
+        readable = [list(self.classes)]
+        if self.classes[-1] == NOT_A_DIGIT:
+            readable.append(list(self.classes[:-1]))
+        if list(data.classes) not in readable:
             raise CheckpointError(
                 f"{self.path}: trained on classes {', '.join(self.classes)}; "
                 f"{data.name} has {', '.join(data.classes)}"

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from digitlab.config import TrainConfig
 from digitlab.data.augment import BatchAugment
 from digitlab.data.info import balance_line
+from digitlab.data.outliers import NOT_A_DIGIT, outlier_images
 from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
 from digitlab.engine.checkpoint import CheckpointMeta, unwrap
@@ -86,13 +87,16 @@ class Trainer:
         self.train_data, self.val_data = (
             d.to(self.device) for d in full.split(config.val_split, config.seed)
         )
+        if config.outliers:  # an extra "not a digit" class; validation and test stay digits only
+            extra = outlier_images(round(len(self.train_data) * config.outliers), config.seed)
+            self.train_data = self.train_data.with_extra_class(torch.from_numpy(extra), NOT_A_DIGIT)
         self.test_data = load_dataset(config.data, "test").to(self.device)
         if self.test_data.classes != full.classes:
             raise DataError(f"{config.data}: the test split's classes differ from the training split's")
         self.augment = BatchAugment.from_config(config)
 
         # the output layer is sized from the data set: 10 digits, 26 letters, 47 EMNIST classes
-        self.model_kwargs = {**config.model_kwargs, "num_classes": len(full.classes)}
+        self.model_kwargs = {**config.model_kwargs, "num_classes": len(self.train_data.classes)}
         mean, std = self.train_data.pixel_stats()  # the model standardises its own input with these
         model = build_classifier(config.model, mean, std, **self.model_kwargs)
         self.model = model.to(self.device, memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from digitlab.errors import DataError
+from digitlab.errors import DataError, NoDigitFound
 
 MAX_PIXELS = 16_000_000  # refuse bigger images well before Pillow's decompression-bomb limit
 MIN_INK = 0.15  # an image whose strongest ink is fainter than this holds no digit
@@ -96,7 +96,7 @@ def otsu_threshold(values: np.ndarray) -> float:
 def clean_ink(ink: np.ndarray, name: str = "image") -> np.ndarray:
     """Remove the background level and small specks; keep the anti-aliased grey levels."""
     if ink.max() < MIN_INK:
-        raise DataError(f"{name}: no digit found (the image is empty or nearly so)")
+        raise NoDigitFound(f"{name}: no digit found (the image is empty or nearly so)")
     mask = ink > max(otsu_threshold(ink), MIN_INK / 2)
     labels, count = ndimage.label(mask)
     if count > 1:
@@ -104,7 +104,7 @@ def clean_ink(ink: np.ndarray, name: str = "image") -> np.ndarray:
         keep = np.flatnonzero(sizes >= max(sizes.max() * 0.05, 2)) + 1
         mask = np.isin(labels, keep)
     if mask.sum() < 3:
-        raise DataError(f"{name}: no digit found (only specks of ink)")
+        raise NoDigitFound(f"{name}: no digit found (only specks of ink)")
     background = np.median(ink[~mask]) if (~mask).any() else 0.0
     halo = ndimage.binary_dilation(mask, iterations=2)
     return np.clip((ink - background) / max(ink[mask].max() - background, 1e-6), 0, 1) * halo
@@ -184,5 +184,5 @@ def split_digits(source: ImageSource, name: str = "image") -> list[np.ndarray]:
         if part.max() > 0 and (part > 0).sum() >= 3:
             digits.append(fit_to_mnist(part))
     if not digits:
-        raise DataError(f"{name}: no digit found")
+        raise NoDigitFound(f"{name}: no digit found")
     return digits

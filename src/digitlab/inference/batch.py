@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, NoDigitFound
 from digitlab.imaging import to_mnist
 from digitlab.inference.predictor import Prediction, Predictor
 
@@ -33,16 +33,21 @@ class BatchResult:
     number: list[Prediction] | None = None
 
 
+BLANK = "blank"  # a decode status: the file holds no ink, which reads as not a digit
+
+
 def decode_chunk(paths: list[str]) -> tuple[np.ndarray, list[str | None]]:
-    """MNIST-form images of `paths` (zeros where a file failed) and each file's error or None."""
+    """MNIST-form images of `paths` and each file's status: None (read), BLANK, or its error."""
     images = np.zeros((len(paths), 28, 28), np.uint8)
-    errors: list[str | None] = [None] * len(paths)
+    status: list[str | None] = [None] * len(paths)
     for i, path in enumerate(paths):
         try:
             images[i] = to_mnist(path, path)
+        except NoDigitFound:
+            status[i] = BLANK
         except DigitlabError as err:
-            errors[i] = str(err)
-    return images, errors
+            status[i] = str(err)
+    return images, status
 
 
 def _chunks(paths: Iterable[str | Path], size: int) -> Iterator[list[str]]:
@@ -72,8 +77,13 @@ def predict_files(
             following = next(chunks, None)
             if following is not None:
                 pending.append((following, pool.submit(decode_chunk, following)))
-            images, errors = future.result()
-            decoded = [i for i, error in enumerate(errors) if error is None]
-            predictions = iter(predictor.predict_mnist(images[decoded]) if decoded else [])
-            for path, error in zip(part, errors, strict=True):
-                yield BatchResult(path, error=error) if error else BatchResult(path, next(predictions))
+            images, status = future.result()
+            read = [i for i, state in enumerate(status) if state is None]
+            predictions = iter(predictor.predict_mnist(images[read]) if read else [])
+            for path, state in zip(part, status, strict=True):
+                if state is None:
+                    yield BatchResult(path, next(predictions))
+                elif state == BLANK:
+                    yield BatchResult(path, Prediction.blank(predictor.classes))
+                else:
+                    yield BatchResult(path, error=state)

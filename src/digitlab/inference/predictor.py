@@ -8,31 +8,59 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digitlab.data.outliers import NOT_A_DIGIT
 from digitlab.engine.checkpoint import Checkpoint, load_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities
 from digitlab.engine.pretrained import DEFAULT_MODEL, model_card, pretrained_path
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, NoDigitFound
 from digitlab.imaging.preprocess import ImageSource, split_digits, to_mnist
 
 BATCH_SIZE = 1000  # images per forward pass
 
 
+# verdicts: "not-a-digit" from this probability of the not-a-digit class (or a blank image);
+# "unsure" when the best digit is less probable than UNSURE_BELOW; else "digit"
+NOT_A_DIGIT_FROM = 0.5
+UNSURE_BELOW = 0.6
+
+
 @dataclass
 class Prediction:
-    label: str  # the name of the most probable class: a digit, a letter, a garment
+    label: str  # the most probable class other than "not a digit": a digit, a letter, a garment
     probability: float
-    top: list[tuple[str, float]]  # the top-k classes with their probabilities
-    probabilities: list[float]  # every class, in class order
+    top: list[tuple[str, float]]  # the top-k such classes with their probabilities
+    probabilities: list[float]  # every class of the model, in class order
     image: np.ndarray = field(repr=False)  # the 28x28 uint8 image the model saw
+    verdict: str = "digit"  # "digit", "unsure" or "not-a-digit"
+
+    @classmethod
+    def blank(cls, classes: list[str]) -> Prediction:
+        """What an image with no ink at all reads as: not a digit, no class."""
+        return cls("", 0.0, [], [0.0] * len(classes), np.zeros((28, 28), np.uint8), "not-a-digit")
 
     def to_dict(self) -> dict:
         # the API and `predict --json` call the class "digit" whatever the data set
         return {
-            "digit": self.label,
+            "digit": self.label or None,
             "probability": self.probability,
+            "verdict": self.verdict,
             "top": [{"digit": label, "probability": p} for label, p in self.top],
             "probabilities": self.probabilities,
         }
+
+
+def verdict(class_probability: float, not_a_digit_probability: float) -> str:
+    if not_a_digit_probability >= NOT_A_DIGIT_FROM:
+        return "not-a-digit"
+    return "unsure" if class_probability < UNSURE_BELOW else "digit"
+
+
+def mnist_or_blank(source: ImageSource, name: str) -> np.ndarray | None:
+    """The image in MNIST form, or None when it holds no ink (blank paper)."""
+    try:
+        return to_mnist(source, name)
+    except NoDigitFound:
+        return None
 
 
 class Predictor:
@@ -71,31 +99,38 @@ class Predictor:
     def predict_mnist(self, images: np.ndarray) -> list[Prediction]:
         """Predictions for images already in MNIST form (N, 28, 28) uint8."""
         images = np.asarray(images, dtype=np.uint8).reshape(-1, 28, 28)
+        rejects = self.classes[-1] == NOT_A_DIGIT  # a model trained with an extra "not a digit" class
+        named = len(self.classes) - rejects  # the real classes come first
         results = []
         for image, probs in zip(images, self.probabilities(images), strict=True):
-            order = np.argsort(-probs, kind="stable")[: self.top_k]
+            order = np.argsort(-probs[:named], kind="stable")[: self.top_k]
+            best = float(probs[order[0]])
             results.append(
                 Prediction(
                     self.classes[order[0]],
-                    float(probs[order[0]]),
+                    best,
                     [(self.classes[i], float(probs[i])) for i in order],
                     [float(p) for p in probs],
                     image,
+                    verdict(best, float(probs[-1]) if rejects else 0.0),
                 )
             )
         return results
 
     def predict(self, source: ImageSource, name: str = "image") -> Prediction:
         """Read one digit from a path, bytes, PIL image or array (any size, any polarity)."""
-        return self.predict_mnist(to_mnist(source, name)[None])[0]
+        return self.predict_many([source], [name])[0]
 
     def predict_many(self, sources: list[ImageSource], names: list[str] | None = None) -> list[Prediction]:
-        """One digit from each image, predicted as one batch; `names` label errors."""
+        """One digit from each image, predicted as one batch; `names` label errors. A blank image
+        is read as not a digit; an unreadable one raises DataError naming it."""
         names = names or [
             str(s) if isinstance(s, (str, Path)) else f"image {i}" for i, s in enumerate(sources)
         ]
-        images = np.stack([to_mnist(source, name) for source, name in zip(sources, names, strict=True)])
-        return self.predict_mnist(images)
+        images = [mnist_or_blank(source, name) for source, name in zip(sources, names, strict=True)]
+        found = [i for i, image in enumerate(images) if image is not None]
+        read = iter(self.predict_mnist(np.stack([images[i] for i in found])) if found else [])
+        return [next(read) if image is not None else Prediction.blank(self.classes) for image in images]
 
     def predict_number(self, source: ImageSource, name: str = "image") -> list[Prediction]:
         """Every digit of a written number, left to right."""

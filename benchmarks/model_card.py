@@ -18,7 +18,7 @@ from PIL import Image
 
 from digitlab import load_dataset
 from digitlab.analysis.metrics import calibration
-from digitlab.analysis.realworld import build_suite, preprocess_all, score
+from digitlab.analysis.realworld import build_suite, score_predictor
 from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities, metrics_from_logits
 from digitlab.engine.pretrained import CARDS_FILE, ModelCard, file_sha256, pretrained_folder
@@ -63,12 +63,7 @@ def main() -> None:
     probabilities = ensemble_probabilities([checkpoint.model], test.images)
     metrics = metrics_from_logits(probabilities.clamp_min(1e-12).log(), test.labels)
     predictor = Predictor([checkpoint])
-    rows = []
-    for eval_set in build_suite(test, args.count):
-        images, found = preprocess_all(eval_set)
-        rows.append(
-            {"set": eval_set.name, **score(predictor.probabilities(images), found, eval_set.labels, 0.9)}
-        )
+    rows = [{"set": s.name, **score_predictor(predictor, s)} for s in build_suite(test, args.count)]
     config = checkpoint.meta.config
     card = ModelCard(
         name=args.name,

@@ -1,11 +1,11 @@
 """The real-world suite: each model on photos, scans, marker and fine-pen digits, printed digits
 and non-digits (letters, symbols, doodles, blank paper); one JSON line per set and model.
 
-    python benchmarks/realworld.py CHECKPOINT [CHECKPOINT ...] [--count 500] [--threshold 0.9]
+    python benchmarks/realworld.py CHECKPOINT [CHECKPOINT ...] [--count 500]
 
 The sets are built by digitlab.analysis.realworld, deterministically from --seed, from MNIST's
 *test* split, the fonts installed on this machine and drawn shapes: no training uses them.
-"Accepted" means the top probability reaches --threshold (until models give a verdict).
+"Accepted" means the prediction's verdict is "digit" (not "unsure" or "not-a-digit").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import time
 
 from digitlab import load_dataset
-from digitlab.analysis.realworld import build_suite, preprocess_all, score
+from digitlab.analysis.realworld import build_suite, score_predictor
 from digitlab.inference import Predictor
 
 
@@ -25,20 +25,14 @@ def main() -> None:
     )
     parser.add_argument("checkpoints", nargs="+", help="run folders or .safetensors files, each scored alone")
     parser.add_argument("--count", type=int, default=500, help="images per set")
-    parser.add_argument("--threshold", type=float, default=0.9, help="top probability that accepts a digit")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sets")
     args = parser.parse_args()
     predictors = {path: Predictor.from_paths(path) for path in args.checkpoints}
     table = []
     for eval_set in build_suite(load_dataset("mnist", "test"), args.count, args.seed):
-        start = time.perf_counter()
-        images, found = preprocess_all(eval_set)
         for path, predictor in predictors.items():
-            row = {
-                "set": eval_set.name,
-                "model": path,
-                **score(predictor.probabilities(images), found, eval_set.labels, args.threshold),
-            }
+            start = time.perf_counter()
+            row = {"set": eval_set.name, "model": path, **score_predictor(predictor, eval_set)}
             row["seconds"] = round(time.perf_counter() - start, 2)
             print(json.dumps(row), flush=True)
             table.append(row)

@@ -53,9 +53,16 @@ def test_blank_paper_holds_no_ink(suite):
 
 
 def test_score_counts_accepted_right_and_rejected():
-    probabilities = np.array([[0.95, 0.05], [0.6, 0.4], [0.1, 0.9], [0.99, 0.01]])
+    predicted = np.array([0, 0, 1, 0])
+    accepted = np.array([True, False, True, True])
     found = np.array([True, True, True, False])
-    digits = score(probabilities, found, np.array([0, 0, 0, 0]), threshold=0.9)
+    digits = score(predicted, accepted, found, np.array([0, 0, 0, 0]))
     assert digits == {"n": 4, "accepted": 0.5, "accuracy": 0.5, "accuracy_on_accepted": 0.5}
-    others = score(probabilities, found, np.full(4, -1), threshold=0.9)
+    others = score(predicted, accepted, found, np.full(4, -1))
     assert others == {"n": 4, "accepted": 0.5, "rejected": 0.5}
+
+
+def test_preprocessing_finds_nothing_in_blank_paper(suite):
+    blank = next(s for s in suite if s.name == "blank")
+    _, found = preprocess_all(blank)
+    assert not found.any()  # uneven light, noise and JPEG are not ink

@@ -250,7 +250,7 @@ def build_suite(mnist_test, count: int = 500, seed: int = 0) -> Iterator[EvalSet
 
 
 def preprocess_all(eval_set: EvalSet) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-form images of the set and a mask of those in which preprocessing found a digit."""
+    """MNIST-form images of the set and a mask of those in which preprocessing found ink."""
     from digitlab.errors import DataError
     from digitlab.imaging import to_mnist
 
@@ -258,16 +258,16 @@ def preprocess_all(eval_set: EvalSet) -> tuple[np.ndarray, np.ndarray]:
     for i, encoded in enumerate(eval_set.images):
         try:
             images[i], found[i] = to_mnist(encoded, f"{eval_set.name} #{i}"), True
-        except DataError:  # "no digit found": nothing to predict, which rejects the image
+        except DataError:  # no ink: blank paper reads as not a digit
             pass
     return images, found
 
 
-def score(probabilities: np.ndarray, found: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
-    """Accuracy, the share accepted as a digit (probability >= threshold) and the accuracy on
-    the accepted. An image in which preprocessing found no digit is neither right nor accepted."""
-    predicted = probabilities.argmax(1)
-    accepted = found & (probabilities.max(1) >= threshold)
+def score(predicted: np.ndarray, accepted: np.ndarray, found: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, the share accepted as a digit and the accuracy on the accepted (digit sets), or
+    the share rejected (non-digit sets). `predicted`: class indices; `accepted`: verdict "digit".
+    An image in which preprocessing found no ink is neither right nor accepted."""
+    accepted = found & accepted
     right = found & (predicted == labels)
     row = {"n": len(labels), "accepted": float(accepted.mean())}
     if (labels >= 0).all():
@@ -276,3 +276,12 @@ def score(probabilities: np.ndarray, found: np.ndarray, labels: np.ndarray, thre
     else:
         row["rejected"] = 1.0 - row["accepted"]
     return row
+
+
+def score_predictor(predictor, eval_set: EvalSet) -> dict:
+    """`score` of a digitlab Predictor on one set, with its verdicts."""
+    images, found = preprocess_all(eval_set)
+    readings = predictor.predict_mnist(images)
+    predicted = np.array([predictor.classes.index(r.label) for r in readings])
+    accepted = np.array([r.verdict == "digit" for r in readings])
+    return score(predicted, accepted, found, eval_set.labels)

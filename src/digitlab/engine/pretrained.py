@@ -59,7 +59,7 @@ class ModelCard:
                 f"  CPU latency    p50 {self.latency_ms['p50']:.1f} ms per image (decode, preprocess, model)"
             )
         if self.realworld:
-            lines.append("  real-world suite (accuracy / accepted at p >= 0.9; non-digits: rejected):")
+            lines.append("  real-world suite (accuracy / accepted as a digit; non-digits: rejected):")
             for row in self.realworld:
                 figures = (
                     f"{row['accuracy'] * 100:5.1f} % / {row['accepted'] * 100:5.1f} %"

@@ -18,7 +18,8 @@ from scipy import ndimage
 from digitlab.errors import DataError, NoDigitFound
 
 MAX_PIXELS = 16_000_000  # refuse bigger images well before Pillow's decompression-bomb limit
-MIN_INK = 0.15  # an image whose strongest ink is fainter than this holds no digit
+MIN_INK = 0.15  # ink fainter than this is background
+MIN_CONTRAST = 0.2  # strongest ink over the background: blank photos of paper stay below 0.15
 MNIST_STROKE = 2.6  # median stroke width of MNIST test digits (28x28), in pixels
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -95,7 +96,9 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 def clean_ink(ink: np.ndarray, name: str = "image") -> np.ndarray:
     """Remove the background level and small specks; keep the anti-aliased grey levels."""
-    if ink.max() < MIN_INK:
+    # contrast over the background (the 10th percentile: digits are sparse), so that blank
+    # paper under uneven light, with noise or JPEG, holds no "ink"
+    if ink.max() - np.percentile(ink, 10) < MIN_CONTRAST:
         raise NoDigitFound(f"{name}: no digit found (the image is empty or nearly so)")
     mask = ink > max(otsu_threshold(ink), MIN_INK / 2)
     labels, count = ndimage.label(mask)

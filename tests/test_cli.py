@@ -135,6 +135,7 @@ def test_corrupt_checkpoint_and_data_are_reported_and_left_alone(trained_checkpo
     assert (data / "t10k-images-idx3-ubyte").read_bytes() == b"\0\0\x08\x03" + b"\0" * 10
 
 
+@pytest.mark.slow  # a separate process
 def test_console_script_runs_as_module():
     done = subprocess.run(
         [sys.executable, "-m", "digitlab", "train", "--epochs", "0"], capture_output=True, text=True

@@ -244,6 +244,7 @@ store.fetch("tiny", progress=False)
 """
 
 
+@pytest.mark.slow  # a separate process
 def test_kill_9_during_a_download_leaves_nothing_that_looks_valid(tiny, tmp_path):
     files, register = tiny
     digests = {role: (name, md5(files[name])) for role, name in NAMES.items()}

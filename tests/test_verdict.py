@@ -74,6 +74,11 @@ def test_training_with_outliers_learns_to_say_not_a_digit(tmp_path, mnist_test, 
     assert checkpoint.classes == [*mnist_test.classes, NOT_A_DIGIT]
     assert main(["test", str(result.run_dir), "--json"]) == 0  # reads the 10-class test set
     assert result.test.accuracy > 0.9
+    fitted = checkpoint.meta.calibration  # temperature scaling on the validation split
+    assert (
+        fitted["val_ece_after"] <= fitted["val_ece_before"]
+        and checkpoint.model.temperature.item() == fitted["temperature"]
+    )
     predictor = Predictor([checkpoint])
     suite = {s.name: s for s in build_suite(mnist_test, count=60, seed=0)}
     letters, _ = preprocess_all(suite["letters"])  # other fonts than the training outliers'
@@ -82,3 +87,16 @@ def test_training_with_outliers_learns_to_say_not_a_digit(tmp_path, mnist_test, 
         [r.verdict == "digit" for r in predictor.predict_mnist(mnist_test.images[:300].numpy())]
     )
     assert rejected > 0.6 and accepted > 0.85
+
+
+def test_temperature_scaling_recovers_the_temperature_of_overconfident_logits():
+    from digitlab.engine.calibration import calibration, fit_temperature
+
+    generator = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 10, generator=generator) * 2
+    labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
+    temperature = fit_temperature(true_logits * 3, labels)  # three times too confident
+    assert 2.7 < temperature < 3.3
+    before = calibration(torch.softmax(true_logits * 3, 1).numpy(), labels.numpy()).ece
+    after = calibration(torch.softmax(true_logits * 3 / temperature, 1).numpy(), labels.numpy()).ece
+    assert after < before / 3

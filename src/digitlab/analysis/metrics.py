@@ -1,10 +1,11 @@
-"""Error-analysis numbers: confusion matrix, per-class table, confused pairs, calibration."""
+"""Error-analysis numbers: confusion matrix, per-class table, confused pairs; calibration is
+measured by `engine.calibration` (re-exported here)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from digitlab.engine.calibration import Calibration, calibration  # noqa: F401  (the report's)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -43,26 +44,3 @@ def confused_pairs(matrix: np.ndarray, classes: list[str], top: int = 10) -> lis
         for i, j in zip(*np.unravel_index(order, errors.shape), strict=True)
     ]
     return [pair for pair in pairs if pair[2] > 0]
-
-
-@dataclass
-class Calibration:
-    ece: float  # expected calibration error: the count-weighted mean |accuracy - confidence|
-    bin_edges: np.ndarray
-    bin_confidence: np.ndarray
-    bin_accuracy: np.ndarray
-    bin_count: np.ndarray
-
-
-def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> Calibration:
-    """Reliability of the top-class confidence, in equal-width confidence bins."""
-    confidence = probabilities.max(1)
-    correct = probabilities.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    safe = np.maximum(count, 1)
-    mean_confidence = np.bincount(which, confidence, bins) / safe
-    accuracy = np.bincount(which, correct.astype(float), bins) / safe
-    ece = float((count * np.abs(accuracy - mean_confidence)).sum() / max(len(labels), 1))
-    return Calibration(ece, edges, mean_confidence, accuracy, count)

@@ -49,6 +49,7 @@ class CheckpointMeta:
     epoch: int = 0  # the epoch whose weights these are
     val: dict | None = None  # validation metrics of these weights (loss, accuracy, errors, n)
     config: dict = field(default_factory=dict)  # the run's TrainConfig, as saved in config.json
+    calibration: dict | None = None  # temperature fitted on validation, ECE before and after
     versions: dict = field(default_factory=versions)
     format_version: int = FORMAT_VERSION
 
@@ -92,8 +93,9 @@ class CheckpointMeta:
                 raise CheckpointError(f"{source}: metadata field {name!r} should be {what}, got {value!r}")
         if not self.classes or not all(isinstance(c, str) for c in self.classes):
             raise CheckpointError(f"{source}: metadata field 'classes' should list class names")
-        if self.val is not None and not isinstance(self.val, dict):
-            raise CheckpointError(f"{source}: metadata field 'val' should be an object of metrics")
+        for name in ("val", "calibration"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
+                raise CheckpointError(f"{source}: metadata field {name!r} should be an object")
 
 
 def _format_1_meta(values: dict) -> dict:
@@ -242,6 +244,7 @@ def _model_with_state(name: str, kwargs: dict, state: dict, path: Path, device: 
         model = build_classifier(name, **kwargs)
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from None
+    state.setdefault("temperature", torch.tensor(1.0))  # saved before models carried one
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -21,8 +22,9 @@ from digitlab.data.info import balance_line
 from digitlab.data.outliers import NOT_A_DIGIT, outlier_images
 from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
+from digitlab.engine.calibration import calibration, fit_temperature
 from digitlab.engine.checkpoint import CheckpointMeta, unwrap
-from digitlab.engine.evaluate import Metrics, evaluate
+from digitlab.engine.evaluate import Metrics, evaluate, predict_logits
 from digitlab.engine.optim import build_optimizer, build_scheduler
 from digitlab.engine.runs import Run, RunResult
 from digitlab.errors import ConfigError, DataError, TrainingDiverged
@@ -142,6 +144,9 @@ class Trainer:
     def load_state(self, state: dict) -> None:
         if "mean" not in state["model"]:  # saved before the model owned its standardisation
             state = self._format_1_state(state)
+        state["model"].setdefault("temperature", torch.tensor(1.0))  # saved before models carried one
+        if state.get("ema"):
+            state["ema"].setdefault("module.temperature", torch.tensor(1.0))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -238,6 +243,23 @@ class Trainer:
             config=config.to_dict(),
         )
 
+    def save_best(self, val: Metrics | None) -> None:
+        """Save the weights being validated as the best checkpoint, with a temperature fitted
+        on the validation split (the training model itself keeps temperature 1)."""
+        meta = self.checkpoint_meta(val)
+        model = copy.deepcopy(unwrap(self.eval_model))
+        if len(self.val_data):
+            logits = predict_logits(model, self.val_data.images, self.config.eval_batch_size)
+            labels = self.val_data.labels.cpu()
+            temperature = fit_temperature(logits, labels)
+            model.temperature.fill_(temperature)
+            before, after = (
+                calibration(torch.softmax(logits.cpu() / t, 1).numpy(), labels.numpy()).ece
+                for t in (1.0, temperature)
+            )
+            meta.calibration = {"temperature": temperature, "val_ece_before": before, "val_ece_after": after}
+        self.run.save_best(model, meta)
+
     # --- the whole run ------------------------------------------------------------------
     def fit(self) -> TrainResult:
         config, run, main = self.config, self.run, self.world.is_main
@@ -270,7 +292,7 @@ class Trainer:
                 self.bad_epochs += 1
             if main:
                 if better:
-                    run.save_best(self.eval_model, self.checkpoint_meta(val))
+                    self.save_best(val)
                 self.history.append(row)
                 # the resumable state first: a metrics row never exists without it
                 run.save_last(self.state())

@@ -19,19 +19,23 @@ NETWORK_PREFIX = "network."
 
 
 class DigitClassifier(nn.Module):
-    """Pixels in [0, 1] -> standardised -> `network` -> logits."""
+    """Pixels in [0, 1] -> standardised -> `network` -> logits / temperature.
+
+    The temperature is 1 while training; the trainer fits it on the validation split when it
+    saves the best checkpoint, so that softmax probabilities are calibrated."""
 
     def __init__(self, network: nn.Module, mean: float = MNIST_MEAN, std: float = MNIST_STD):
         super().__init__()
         self.network = network
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
+        self.register_buffer("temperature", torch.tensor(1.0))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         inputs = (pixels - self.mean) / self.std
         if inputs.dim() == 4:  # the networks' weights are channels-last; so should their input be
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.network(inputs)
+        return self.network(inputs) / self.temperature
 
 
 def build_classifier(
@@ -44,5 +48,5 @@ def build_classifier(
 def classifier_state(network_state: dict, mean: float, std: float) -> dict:
     """A DigitClassifier state dict from a bare network's (older checkpoints, seed .pth files)."""
     state = {NETWORK_PREFIX + key: value for key, value in network_state.items()}
-    state.update(mean=torch.tensor(float(mean)), std=torch.tensor(float(std)))
+    state.update(mean=torch.tensor(float(mean)), std=torch.tensor(float(std)), temperature=torch.tensor(1.0))
     return state

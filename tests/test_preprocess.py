@@ -114,3 +114,16 @@ def test_broken_and_foreign_files_name_the_file(tmp_path, digit):
         to_mnist(text)
     with pytest.raises(DataError, match="expected an H×W"):
         to_mnist(np.zeros((2, 3, 4, 5)))
+
+
+def test_shading_and_a_paper_edge_in_a_photo_are_not_ink(digit):
+    """A small digit in a large photo with uneven light and a dark corner (the table beyond
+    the sheet): only the digit is read."""
+    photo = np.full((240, 320), 215.0)
+    photo += np.linspace(-25, 25, 320)[None, :]  # uneven light
+    rows, cols = np.mgrid[:240, :320]
+    photo[cols + 1.2 * rows > 420] = 120  # a dark triangle in the bottom-right corner
+    small = np.asarray(Image.fromarray(digit).resize((80, 80), Image.Resampling.BICUBIC), float) / 255
+    photo[60:140, 40:120] = photo[60:140, 40:120] * (1 - small) + 30 * small
+    out = to_mnist(photo.astype(np.uint8))
+    assert similarity(out, digit) > 0.85

@@ -20,6 +20,7 @@ from digitlab.errors import DataError, NoDigitFound
 MAX_PIXELS = 16_000_000  # refuse bigger images well before Pillow's decompression-bomb limit
 MIN_INK = 0.15  # ink fainter than this is background
 MIN_CONTRAST = 0.2  # strongest ink over the background: blank photos of paper stay below 0.15
+FLATTEN_FROM = 160  # images whose shorter side reaches this many pixels get their background flattened
 MNIST_STROKE = 2.6  # median stroke width of MNIST test digits (28x28), in pixels
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -162,9 +163,26 @@ def _crop(ink: np.ndarray) -> np.ndarray:
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
+def flatten_background(ink: np.ndarray) -> np.ndarray:
+    """Remove what is wider than a pen stroke (shading, paper edges, shadows) from a large image:
+    a white top-hat with a window of a quarter of the image's shorter side."""
+    window = min(ink.shape) // 4
+    if window < FLATTEN_FROM // 4:
+        return ink  # a small image is a digit already cropped: nothing to flatten
+    flat = ink - ndimage.grey_opening(ink, size=(window, window))
+    # what is left of a paper edge are wedges along the border; a digit photographed whole is
+    # inside the frame, so when something is, what touches the border goes
+    labels, _ = ndimage.label(flat > max(otsu_threshold(flat), MIN_INK / 2))
+    on_border = np.unique(np.concatenate([labels[[0, -1], :].ravel(), labels[:, [0, -1]].ravel()]))
+    on_border = on_border[on_border > 0]
+    if labels.max() > len(on_border):
+        flat[np.isin(labels, on_border)] = 0
+    return flat
+
+
 def to_mnist(source: ImageSource, name: str = "image") -> np.ndarray:
     """One image of one digit -> a 28x28 uint8 MNIST-like digit (white ink on black)."""
-    return fit_to_mnist(clean_ink(ink_map(open_image(source, name)), name))
+    return fit_to_mnist(clean_ink(flatten_background(ink_map(open_image(source, name))), name))
 
 
 def split_digits(source: ImageSource, name: str = "image") -> list[np.ndarray]:

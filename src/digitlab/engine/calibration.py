@@ -46,4 +46,4 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return value
 
     optimiser.step(loss)
-    return float(log_t.exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0))

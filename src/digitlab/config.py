@@ -6,7 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from digitlab.errors import ConfigError
+from digitlab.errors import ConfigError, DataError
+from digitlab.fileio import read_limited
+
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few hundred bytes
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -146,11 +149,13 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
         try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as err:
+            values = json.loads(read_limited(path, MAX_CONFIG_BYTES))
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a JSON object of settings")
@@ -194,7 +199,8 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "robust": Preset(
-        "digits as users have them: widecnn with pen, scan, blur, noise and shape augmentation on the batch",
+        "digits as users have them: widecnn with pen, scan, blur, noise and shape augmentation on the batch, "
+        "and a 'not a digit' class (outlier exposure)",
         dict(
             model="widecnn",
             optimizer="adam",
@@ -214,6 +220,7 @@ PRESETS: dict[str, Preset] = {
             aug_blur=0.7,
             aug_gamma=0.4,
             aug_noise=0.05,
+            outliers=0.2,
             val_split=0.1,
         ),
     ),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.errors import DataError
-from digitlab.fileio import atomic_write_text
+from digitlab.fileio import MAX_DATA_BYTES, atomic_write_text, check_regular_file
 
 PIXELS = 28 * 28
 
@@ -20,11 +20,12 @@ PIXELS = 28 * 28
 def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 images (N, 28, 28), int64 labels (N,) or None for an unlabelled file)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    check_regular_file(path, MAX_DATA_BYTES)
     try:
         with open(path, newline="") as handle:
             header = next(csv.reader(handle), None)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path}: not a readable CSV file ({err})") from None
     if not header:
@@ -60,10 +61,11 @@ def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _first_bad_line(path: Path, columns: int) -> str:
     """ ", line N: what is wrong" for the line numpy could not parse (slow, only after a failure)."""
-    with open(path, newline="", errors="replace") as handle:
-        for line, row in enumerate(csv.reader(handle), start=1):
+    with open(path, errors="replace") as handle:  # split by hand: csv refuses fields over 128 KiB
+        for line, text in enumerate(handle, start=1):
             if line == 1:
                 continue
+            row = text.rstrip("\r\n").split(",")
             if len(row) != columns:
                 return f", line {line}: {len(row)} values; expected {columns}"
             for column, value in enumerate(row, start=1):

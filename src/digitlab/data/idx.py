@@ -7,6 +7,7 @@ per dimension, then the values in C order, big-endian.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
 import zlib
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.errors import DataError
-from digitlab.fileio import atomic_write_bytes
+from digitlab.fileio import MAX_DATA_BYTES, atomic_write_bytes, read_limited
 
 # idx dtype code -> big-endian numpy dtype
 IDX_DTYPES = {
@@ -57,17 +58,17 @@ def read_idx_bytes(raw: bytes, source: str = "<bytes>") -> np.ndarray:
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an idx file, gzip'd or raw (decided by content, not by name)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    raw = read_limited(path, MAX_DATA_BYTES)
     if raw[:2] == GZIP_MAGIC:
         try:
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unpacked:
+                raw = unpacked.read(MAX_DATA_BYTES + 1)  # a gzip bomb stops at the limit
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{path}: corrupt or truncated gzip data ({err})") from None
+        if len(raw) > MAX_DATA_BYTES:
+            raise DataError(f"{path}: decompresses to more than {MAX_DATA_BYTES:,} bytes")
     return read_idx_bytes(raw, str(path))
 
 

@@ -23,6 +23,7 @@ from digitlab.data.download import content_sha256
 from digitlab.data.idx import read_idx
 from digitlab.data.imagefolder import class_folders, is_image_folder, read_image_folder
 from digitlab.errors import DataError
+from digitlab.fileio import MAX_DATA_BYTES, check_regular_file, load_weights_only
 
 SPLITS = ("train", "test")
 IDX_STEMS = {
@@ -58,6 +59,8 @@ def load_dataset(source: str | Path = "mnist", split: str = "train") -> DigitDat
     if str(source) in CATALOG:
         return _from_catalog(CATALOG[str(source)], split)
     path = Path(source)
+    if path.suffix.lower() in (".npz", ".csv") and path.exists():
+        check_regular_file(path, MAX_DATA_BYTES)  # a FIFO or device named x.csv is refused here
     if path.suffix.lower() == ".npz" and path.is_file():
         return _from_npz(path, split)
     if path.suffix.lower() == ".csv" and path.is_file():
@@ -181,6 +184,7 @@ def _from_tensor_files(folder: Path, split: str) -> DigitData:
 def _from_npz(path: Path, split: str) -> DigitData:
     """Keras' mnist.npz layout: x_train, y_train, x_test, y_test (loaded without pickle)."""
     image_key, label_key = f"x_{split}", f"y_{split}"
+    check_regular_file(path, MAX_DATA_BYTES)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in (image_key, label_key) if key not in archive.files]
@@ -215,10 +219,7 @@ def _from_npz(path: Path, split: str) -> DigitData:
 def _load_tensor(path: Path) -> torch.Tensor:
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a broken file
-        raise DataError(f"{path}: not a readable torch tensor file ({err})") from None
+    obj = load_weights_only(path)
     if not isinstance(obj, torch.Tensor):
         raise DataError(f"{path}: expected one tensor, found {type(obj).__name__}")
     return obj

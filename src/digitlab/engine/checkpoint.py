@@ -26,11 +26,12 @@ from digitlab._version import __version__
 from digitlab.data.digitdata import DIGIT_CLASSES
 from digitlab.data.outliers import NOT_A_DIGIT
 from digitlab.engine.pretrained import pretrained_path
-from digitlab.errors import CheckpointError, ConfigError
-from digitlab.fileio import atomic_write_bytes, atomic_write_json
+from digitlab.errors import CheckpointError, ConfigError, DataError
+from digitlab.fileio import atomic_write_bytes, atomic_write_json, check_regular_file, load_weights_only
 from digitlab.models import MNIST_MEAN, MNIST_STD, DigitClassifier, build_classifier, classifier_state
 
 META_KEY = "digitlab"
+MAX_CHECKPOINT_BYTES = 4 * 1024**3  # cnn5's is 34 MB; anything near this is not a checkpoint
 FORMAT_VERSION = 2
 
 
@@ -166,6 +167,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         path = path.with_suffix(".safetensors")
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    check_regular_file(path, MAX_CHECKPOINT_BYTES)
     return path
 
 
@@ -225,9 +227,9 @@ def _load_legacy(path: Path, model_name: str | None, device: str) -> Checkpoint:
     if not model_name:
         raise CheckpointError(f"{path}: a .pth state dict needs --model NAME to say its architecture")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign or broken files
-        raise CheckpointError(f"{path}: not a loadable weights-only .pth file ({err})") from None
+        state = load_weights_only(path, MAX_CHECKPOINT_BYTES)
+    except DataError as err:
+        raise CheckpointError(str(err)) from None
     if isinstance(state, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(state.get(key), dict):

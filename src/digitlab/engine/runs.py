@@ -29,8 +29,14 @@ from digitlab.engine.checkpoint import (
     save_checkpoint,
 )
 from digitlab.engine.evaluate import Metrics
-from digitlab.errors import CheckpointError, DigitlabError
-from digitlab.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from digitlab.errors import CheckpointError, DataError, DigitlabError
+from digitlab.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    load_weights_only,
+    remove_stale_temporaries,
+)
 
 
 @dataclass
@@ -97,8 +103,21 @@ class Run:
             except FileExistsError:
                 continue
         run = cls(path)
-        atomic_write_json(run.config_path, config.to_dict())
+        run.save_config(config)
         return run
+
+    def save_config(self, config: TrainConfig) -> None:
+        atomic_write_json(self.config_path, config.to_dict())
+
+    def discard(self) -> None:
+        """Delete a run folder that never got past its start (config and log only)."""
+        for name in (self.config_path, self.log_path):
+            name.unlink(missing_ok=True)
+        remove_stale_temporaries(self.path)
+        try:
+            self.path.rmdir()  # only if nothing else is in it
+        except OSError:
+            pass
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -158,9 +177,9 @@ class Run:
         if not self.has_last():
             raise CheckpointError(f"{self.last_path}: no resumable state (no epoch finished yet?)")
         try:
-            return torch.load(self.last_path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a foreign or broken file
-            raise CheckpointError(f"{self.last_path}: unreadable resume state ({err})") from None
+            return load_weights_only(self.last_path)
+        except DataError as err:
+            raise CheckpointError(f"unreadable resume state: {err}") from None
 
     # --- the result ------------------------------------------------------------------------
     def save_result(self, result: RunResult) -> None:

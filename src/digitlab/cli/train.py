@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from digitlab.cli.training_flags import add_training_flags, sweep_grid_from_args, train_config_from_args
+from digitlab.cli.training_flags import (
+    add_training_flags,
+    flag_fields,
+    flag_name,
+    sweep_grid_from_args,
+    train_config_from_args,
+)
+from digitlab.errors import ConfigError
 
 
 def add_train(commands) -> None:
@@ -20,12 +27,16 @@ def add_train(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from digitlab.engine.distributed import current_world
     from digitlab.engine.train import train
 
     if args.resume:
-        result = train(None, resume=args.resume, quiet=args.quiet)
+        check_resume_flags(args)
+        result = train(None, resume=args.resume, quiet=args.quiet, epochs=args.epochs)
     else:
         result = train(train_config_from_args(args), quiet=args.quiet)
+    if not current_world().is_main:  # under torchrun, rank 0 alone reports
+        return 0
     if args.report:
         from digitlab.analysis.report import write_report
 
@@ -36,6 +47,21 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"run folder: {result.run_dir}")
         print(f"test it:    digitlab test {result.run_dir}")
     return 0
+
+
+def check_resume_flags(args: argparse.Namespace) -> None:
+    """--resume continues a run with its own settings; only --epochs may extend it."""
+    from digitlab.engine.runs import Run
+
+    Run.open(args.resume)  # a missing run folder is the first thing to say
+    given = [flag_name(f) for f in flag_fields() if f.name != "epochs" and getattr(args, f.name) is not None]
+    given += [flag for flag in ("--preset", "--config") if getattr(args, flag[2:]) is not None]
+    if given:
+        raise ConfigError(
+            f"--resume continues {args.resume} with its own settings; {', '.join(given)} cannot change "
+            f"them (only --epochs can extend it). For a new run: digitlab train --config "
+            f"{args.resume / 'config.json'} {given[0]} ..."
+        )
 
 
 def add_sweep(commands) -> None:

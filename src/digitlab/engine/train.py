@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -61,6 +61,39 @@ def shuffle_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def check_split_sizes(config: TrainConfig, train: int, val: int) -> None:
+    """Refuse a split that leaves too little to train (BatchNorm needs two images) or to validate."""
+    images = f"{train + val:,} images" + (
+        f" (--train-limit {config.train_limit})" if config.train_limit else ""
+    )
+    if train < 2:
+        raise ConfigError(
+            f"--val-split {config.val_split} of {images} leaves {train} to train on; at least 2 are needed"
+        )
+    if config.val_split > 0 and val < 1:
+        raise ConfigError(
+            f"--val-split {config.val_split} of {images} leaves no image to validate on; "
+            "raise it, or pass --val-split 0 to train without validation"
+        )
+
+
+def extend_epochs(config: TrainConfig, epochs: int | None, run: Run) -> TrainConfig:
+    """The resumed run's config, with more epochs when `epochs` asks for them."""
+    if epochs is None or epochs == config.epochs:
+        return config
+    if epochs < config.epochs:
+        raise ConfigError(
+            f"--epochs {epochs}: {run.path} was set for {config.epochs}; a resumed run can only get more"
+        )
+    if config.schedule in ("onecycle", "cosine"):
+        raise ConfigError(
+            f"--epochs {epochs}: {run.path}'s {config.schedule} schedule is laid out over "
+            f"{config.epochs} epochs and cannot be stretched mid-run; start a new run: "
+            f"digitlab train --config {run.config_path} --epochs {epochs}"
+        )
+    return replace(config, epochs=epochs)
+
+
 class Trainer:
     """Holds one run's model, data and state; `fit()` trains to the end."""
 
@@ -89,6 +122,7 @@ class Trainer:
         self.train_data, self.val_data = (
             d.to(self.device) for d in full.split(config.val_split, config.seed)
         )
+        check_split_sizes(config, len(self.train_data), len(self.val_data))
         if config.outliers:  # an extra "not a digit" class; validation and test stay digits only
             extra = outlier_images(round(len(self.train_data) * config.outliers), config.seed)
             self.train_data = self.train_data.with_extra_class(torch.from_numpy(extra), NOT_A_DIGIT)
@@ -340,13 +374,15 @@ def train(
     resume: str | Path | None = None,
     progress: bool | None = None,
     quiet: bool = False,
+    epochs: int | None = None,
 ) -> TrainResult:
-    """Train `config` into a new run folder, or continue the run folder `resume`."""
+    """Train `config` into a new run folder, or continue the run folder `resume` (to `epochs`
+    in all, when given: a resumed run can be extended)."""
     world = distributed.current_world()
     if resume is not None:
         run = Run.open(resume)
         remove_stale_temporaries(run.path)  # left by a kill -9 in the middle of a write
-        config = run.config()
+        config = extend_epochs(run.config(), epochs, run)
     validate_config(config)
     if progress is None:
         progress = sys.stderr.isatty() and not quiet
@@ -368,13 +404,22 @@ def train(
         if not quiet:
             tqdm.write(line)
 
-    trainer = Trainer(config, run, progress, echo, world, device)
-    if resume is not None:
+    try:
+        trainer = Trainer(config, run, progress, echo, world, device)
+    except BaseException:
+        if resume is None and world.is_main:
+            run.discard()  # a run that never started leaves no folder behind
+        raise
+    if resume is not None and world.is_main and config.epochs != run.config().epochs:
+        run.save_config(config)
+    if resume is not None and run.has_last():
         trainer.load_state(run.load_last())
         if not trainer.history:  # state saved before it carried the metrics rows
             trainer.history = [r for r in run.metrics() if r["epoch"] <= trainer.epoch]
         if world.is_main:
-            echo(f"resuming {run.path} after epoch {trainer.epoch}")
+            echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
+    elif resume is not None and world.is_main:
+        echo(f"resuming {run.path}: no epoch had finished, so it starts from epoch 1")
     elif world.is_main:
         echo(
             f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "

@@ -123,6 +123,9 @@ def run_data_info(args: argparse.Namespace) -> int:
             print(f"{key}: {info[key]}")
     print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
     for split, details in info["splits"].items():
+        if "per_class" not in details:  # not downloaded: the catalogue's sizes only
+            print(f"{split}: {details['images']:,} images")
+            continue
         print(f"{split}: {details['images']:,} images; {balance_line(details['per_class'])}")
         print("  " + "  ".join(f"{name}: {count:,}" for name, count in details["per_class"].items()))
     return 0

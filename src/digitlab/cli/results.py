@@ -108,7 +108,9 @@ def add_audit(commands) -> None:
     )
     parser.add_argument("checkpoints", type=Path, nargs="+", help="run folders or best.safetensors files")
     parser.add_argument("--split", choices=("test", "train"), default="test", help="which images to audit")
-    parser.add_argument("--data", default="mnist", help="data set of the test split (default mnist)")
+    parser.add_argument(
+        "--data", help="data set of the test split (default: the one the checkpoint was trained on)"
+    )
     parser.add_argument("--top", type=int, default=25, help="issues to print and show in the grid")
     parser.add_argument("--out", type=Path, default=Path("audit"), help="folder for the CSV and grid")
     parser.set_defaults(handler=run_audit)
@@ -119,7 +121,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from digitlab.engine.checkpoint import load_checkpoint
 
     checkpoints = [load_checkpoint(path) for path in args.checkpoints]
-    result = audit_labels(checkpoints, args.split, args.data, args.top)
+    result = audit_labels(checkpoints, args.split, args.data or checkpoints[0].meta.dataset, args.top)
     print(
         f"{result.flagged} of {result.scored:,} {args.split} images flagged as label issues by confident "
         f"learning; the {min(args.top, len(result.rows))} with the lowest label quality:"

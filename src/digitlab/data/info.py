@@ -32,7 +32,22 @@ def catalogue() -> list[dict]:
 
 
 def describe(source: str) -> dict:
-    """Sizes, class names and per-class counts of both splits of a data set or user source."""
+    """Sizes, class names and per-class counts of both splits of a data set or user source.
+
+    A named data set that is not on this machine is described from the catalogue: `info`
+    never downloads.
+    """
+    spec = CATALOG.get(source)
+    if spec is not None and spec.files and store.locate(spec) is None:
+        return {
+            "source": source,
+            "classes": list(spec.classes),
+            "splits": {split: {"images": count} for split, count in spec.sizes.items()},
+            "title": spec.title,
+            "where": f"not downloaded (digitlab data fetch {source})",
+            "homepage": spec.homepage,
+            "license": spec.license,
+        }
     splits = {split: load_dataset(source, split) for split in ("train", "test")}
     classes = splits["train"].classes
     info = {"source": source, "classes": classes, "splits": {}}

@@ -1,5 +1,6 @@
 """Batch prediction streams: bounded look-ahead, input order, one line per failed file."""
 
+import csv
 import json
 
 from PIL import Image
@@ -68,3 +69,28 @@ def test_a_huge_folder_is_streamed_not_sorted(monkeypatch, mnist_test, tmp_path)
     assert list(imagefolder.iter_image_files(tmp_path / "digits")) == paths  # small: in name order
     monkeypatch.setattr(imagefolder, "SORTED_UP_TO", 3)
     assert sorted(imagefolder.iter_image_files(tmp_path / "digits")) == paths  # every file, once
+
+
+def test_out_writes_a_csv_row_per_image_and_never_overwrites(
+    trained_checkpoint, mnist_test, tmp_path, capsys
+):
+    folder = tmp_path / "mixed"
+    write_pngs(folder, mnist_test, 2)
+    (folder / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "results.csv"
+    assert main(["predict", str(trained_checkpoint), str(folder), "--out", str(out)]) == 1
+    rows = list(csv.DictReader(out.open()))
+    assert [row["image"].rsplit("/", 1)[1] for row in rows] == ["000.png", "001.png", "broken.png"]
+    assert [row["digit"] for row in rows[:2]] == [str(int(mnist_test.labels[i])) for i in range(2)]
+    assert rows[0]["verdict"] == "digit" and 0.5 < float(rows[0]["probability"]) <= 1
+    assert rows[2]["digit"] == "" and "not a readable image" in rows[2]["error"]
+    capsys.readouterr()
+
+    before = out.read_bytes()
+    assert main(["predict", str(trained_checkpoint), str(folder), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert (
+        main(["predict", str(trained_checkpoint), str(folder / "000.png"), "--out", str(out), "--overwrite"])
+        == 0
+    )
+    assert len(list(csv.DictReader(out.open()))) == 1

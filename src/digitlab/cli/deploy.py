@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,11 @@ from tqdm import tqdm
 from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
 from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.fileio import atomic_write
 from digitlab.inference.batch import BatchResult
+
+SUBMISSION = Path("submission.csv")  # predict --csv's default --out
+RESULT_COLUMNS = ["image", "digit", "probability", "verdict", "error"]
 
 
 def add_predict(commands) -> None:
@@ -44,9 +49,12 @@ def add_predict(commands) -> None:
         help="predict every row of a Kaggle-layout CSV (pixel0..pixel783) instead of images",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("submission.csv"), help="with --csv: the ImageId,Label file to write"
+        "--out",
+        type=Path,
+        help="a CSV file to write: for images, one row per image (image,digit,probability,verdict,error); "
+        f"with --csv, Kaggle's ImageId,Label (default {SUBMISSION})",
     )
-    parser.add_argument("--overwrite", action="store_true", help="with --csv: replace an existing --out file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(handler=run_predict)
 
 
@@ -94,20 +102,55 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     checkpoint_paths, sources = split_checkpoints_and_images(args.paths, need_images=not args.csv)
+    out = args.out or (SUBMISSION if args.csv else None)
+    if out and out.exists() and not args.overwrite:
+        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
     predictor = Predictor.from_paths(checkpoint_paths, tta=args.tta, top_k=args.top_k)
     if args.csv:
-        return predict_csv(predictor, args.csv, args.out, args.overwrite)
+        return predict_csv(predictor, args.csv, out)
     if args.multi:
         results = (read_number(predictor, path) for path in each_image(sources))
     else:
         results = predict_files(predictor, each_image(sources), workers=args.workers)
+    if out is None:
+        return report_results(results, args.json)
+    status = []
+
+    def write_rows(tmp: Path) -> None:  # rows stream into the temporary; it replaces `out` at the end
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            status.append(report_results(results, args.json, csv.writer(handle)))
+
+    atomic_write(out, write_rows)
+    print(f"wrote {out}", file=sys.stderr)
+    return status[0]
+
+
+def report_results(results: Iterator[BatchResult], as_json: bool, rows=None) -> int:
+    """Print each result as it comes (and write its CSV row to `rows`, a csv.writer);
+    1 if some image failed, else 0."""
     failed = 0
-    progress = tqdm(results, unit="image", disable=not sys.stderr.isatty() or args.json, leave=False)
+    if rows is not None:
+        rows.writerow(RESULT_COLUMNS)
+    progress = tqdm(results, unit="image", disable=not sys.stderr.isatty() or as_json, leave=False)
     for result in progress:
         failed += result.error is not None
         progress.clear()
-        print_result(result, args.json)
+        print_result(result, as_json)
+        if rows is not None:
+            rows.writerow(result_row(result))
     return 1 if failed else 0
+
+
+def result_row(result: BatchResult) -> list:
+    """image, digit (a number's digits joined), probability (a number's least sure digit), verdict,
+    error: one CSV row."""
+    if result.error:
+        return [result.path, "", "", "", result.error]
+    readings = result.number if result.number is not None else [result.prediction]
+    least = min(readings, key=lambda p: p.probability)
+    verdicts = {p.verdict for p in readings}
+    verdict = next(v for v in ("not-a-digit", "unsure", "digit") if v in verdicts)
+    return [result.path, "".join(p.label for p in readings), f"{least.probability:.4f}", verdict, ""]
 
 
 def read_number(predictor, path: Path) -> BatchResult:
@@ -158,12 +201,10 @@ def print_number(path: str, digits: list, as_json: bool) -> None:
         print(f"{path}: {number}  ({readings})")
 
 
-def predict_csv(predictor, csv_path: Path, out: Path, overwrite: bool) -> int:
+def predict_csv(predictor, csv_path: Path, out: Path) -> int:
     """Kaggle Digit Recognizer: predict every row of a CSV, write ImageId,Label."""
     from digitlab.data.csvdata import read_csv_images, write_submission
 
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
     images, labels = read_csv_images(csv_path)
     predicted = predictor.probabilities(images).argmax(1)
     write_submission(out, [predictor.classes[i] for i in predicted])

@@ -1,5 +1,6 @@
 """A real browser draws on the page served by `digitlab serve` and reads the prediction."""
 
+import math
 import os
 import shutil
 import socket
@@ -8,8 +9,13 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
+
+from digitlab.inference import Predictor
+from digitlab.serve.app import png_data_url
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow  # a server process and a browser: end to end
@@ -100,11 +106,84 @@ def test_clear_then_draw_a_one(page):
 
 
 def test_uploading_a_photo(page, tmp_path, mnist_test):
-    from PIL import Image
-
     draw(page, [[(140, 40), (140, 240)]])  # a drawing still being read when the photo arrives
     path = tmp_path / "photo.jpg"
     Image.fromarray(255 - mnist_test.images[1].numpy()).resize((300, 300)).convert("RGB").save(path)  # a 2
     page.set_input_files("#upload", str(path))
     expect(page.locator("#digit")).to_have_text("2", timeout=20000)
     expect(page.locator("#confidence")).to_contain_text("% sure")
+
+
+def test_the_model_is_named_on_load(page, trained_checkpoint):
+    expect(page.locator("#model")).to_have_text(f"model: {trained_checkpoint / 'best.safetensors'} (fastcnn)")
+
+
+def test_the_verdict_is_shown(page, tmp_path, mnist_test, trained_checkpoint):
+    doubtful = 255 - mnist_test.images[18].numpy()  # a 3 the test model is unsure of
+    top = Predictor.from_paths([trained_checkpoint]).predict(doubtful).top
+    Image.fromarray(doubtful).save(tmp_path / "doubtful.png")
+    page.set_input_files("#upload", str(tmp_path / "doubtful.png"))
+    expect(page.locator("#confidence")).to_have_text(f"unsure: {top[0][0]} or {top[1][0]}", timeout=20000)
+    Image.fromarray(np.full((60, 60), 255, np.uint8)).save(tmp_path / "blank.png")  # blank paper
+    page.set_input_files("#upload", str(tmp_path / "blank.png"))
+    expect(page.locator("#confidence")).to_have_text("not a digit?", timeout=20000)
+    expect(page.locator("#digit")).to_have_text("?")
+
+
+def ellipse(x, y, width, height, points=16):
+    return [
+        (x + width / 2 * math.sin(a), y - height / 2 * math.cos(a))
+        for a in np.linspace(0, 2 * math.pi, points + 1)
+    ]
+
+
+ONE_O_SEVEN = [[(40, 55), (40, 225)], ellipse(125, 140, 70, 170), [(190, 60), (260, 60), (215, 225)]]
+
+
+def test_reading_a_number_shows_each_digit_in_the_room_of_the_bars(page):
+    page.click("#clear")
+    before = [page.locator(part).bounding_box() for part in (".result", ".readout")]
+    page.check("#multi")
+    draw(page, ONE_O_SEVEN)
+    expect(page.locator("#digit")).to_have_text("107", timeout=20000)
+    expect(page.locator("#confidence")).to_have_text("3 digits, all sure")
+    expect(page.locator("#digits .reading b")).to_have_text(["1", "0", "7"])
+    expect(page.locator("#digits .reading span").first).to_contain_text("% sure")
+    expect(page.locator("#bars")).to_be_hidden()
+    assert [page.locator(part).bounding_box() for part in (".result", ".readout")] == before
+    page.uncheck("#multi")  # the same drawing read again as one digit
+    expect(page.locator("#bars")).to_be_visible(timeout=20000)
+    expect(page.locator("#digits")).to_be_hidden()
+    assert len(page.inner_text("#digit")) == 1
+
+
+def canned_digit(label: str, verdict: str, top: list[tuple[str, float]]) -> dict:
+    return {
+        "digit": label,
+        "probability": top[0][1],
+        "verdict": verdict,
+        "top": [{"digit": d, "probability": p} for d, p in top],
+        "probabilities": [0.1] * 10,
+        "mnist_image": png_data_url(np.zeros((28, 28), np.uint8)),
+    }
+
+
+def test_a_number_shows_each_digit_s_verdict(page):
+    """Verdicts the test model never gives (it has no "not a digit" class), from a canned answer."""
+    digits = [
+        canned_digit("4", "unsure", [("4", 0.5), ("9", 0.4)]),
+        canned_digit("1", "not-a-digit", [("1", 0.1)]),
+    ]
+    answer = {"predictions": [{"name": "image 0", "number": "41", "digits": digits}], "milliseconds": 1.0}
+    page.route("**/api/predict*", lambda route: route.fulfill(json=answer))
+    try:
+        page.click("#clear")
+        page.check("#multi")
+        draw(page, [[(140, 40), (140, 240)]])
+        expect(page.locator("#digits .reading span")).to_have_text(
+            ["unsure: 4 or 9", "not a digit?"], timeout=20000
+        )
+        expect(page.locator("#confidence")).to_have_text("2 digits, 2 in doubt")
+    finally:
+        page.unroute("**/api/predict*")
+        page.uncheck("#multi")

@@ -1,19 +1,27 @@
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from digitlab.engine.pretrained import model_cards, pretrained_path
 from digitlab.inference import Predictor
+from digitlab.inference.predictor import UNSURE_BELOW
 from digitlab.serve.app import create_app
+
+NUMBER_2026 = (Path(__file__).parent.parent / "docs" / "examples" / "2026.png").read_bytes()
 
 
 def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+BLANK = png_bytes(np.full((30, 30), 255, np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +67,48 @@ def test_predict_multipart_and_json(client, seven, mnist_test):
 
 
 def test_an_empty_drawing_reads_as_not_a_digit(client):
-    blank = png_bytes(np.full((30, 30), 255, np.uint8))
-    response = client.post("/api/predict", files={"file": ("white.png", blank, "image/png")})
+    response = client.post("/api/predict", files={"file": ("white.png", BLANK, "image/png")})
     assert response.status_code == 200
     assert response.json()["predictions"][0]["verdict"] == "not-a-digit"
+
+
+def test_each_prediction_has_a_verdict(client, seven, mnist_test):
+    doubtful = png_bytes(255 - mnist_test.images[18].numpy())  # a 3 the test model reads 5, 8 or 3
+    files = [
+        ("file", (name, data, "image/png"))
+        for name, data in [("7.png", seven), ("3.png", doubtful), ("white.png", BLANK)]
+    ]
+    predictions = client.post("/api/predict", files=files).json()["predictions"]
+    assert [p["verdict"] for p in predictions] == ["digit", "unsure", "not-a-digit"]
+    assert predictions[1]["probability"] < UNSURE_BELOW <= predictions[0]["probability"]
+
+
+def test_multi_reads_a_written_number(client, seven):
+    files = {"file": ("2026.png", NUMBER_2026, "image/png")}
+    reading = client.post("/api/predict?multi=1", files=files).json()["predictions"][0]
+    assert reading["name"] == "2026.png" and reading["number"] == "2026"
+    assert [d["digit"] for d in reading["digits"]] == ["2", "0", "2", "6"]
+    for digit in reading["digits"]:
+        assert digit["verdict"] == "digit" and len(digit["probabilities"]) == 10
+        assert digit["mnist_image"].startswith("data:image/png;base64,")
+    # JSON asks with "multi": a lone digit is a number of one digit
+    images = [base64.b64encode(data).decode() for data in (NUMBER_2026, seven)]
+    batch = client.post("/api/predict", json={"multi": True, "images": images}).json()["predictions"]
+    assert [(p["number"], len(p["digits"])) for p in batch] == [("2026", 4), ("7", 1)]
+    single = client.post("/api/predict", files=files).json()["predictions"][0]  # without multi: one digit
+    assert "number" not in single and "digits" not in single and len(single["digit"]) == 1
+
+
+def test_the_model_served_is_named(client, trained_checkpoint, second_checkpoint):
+    one, two = trained_checkpoint / "best.safetensors", second_checkpoint / "best.safetensors"
+    assert client.get("/api/model").json()["name"] == str(one)
+    ensemble = TestClient(create_app(Predictor.from_paths([trained_checkpoint, second_checkpoint])))
+    model = ensemble.get("/api/model").json()
+    assert model["name"] == f"ensemble of 2: {one}, {two}"
+    assert [c["model"] for c in model["checkpoints"]] == ["fastcnn", "fastcnn"]
+    shipped = next(iter(model_cards()))
+    named = TestClient(create_app(Predictor.from_paths([pretrained_path(shipped)])))
+    assert named.get("/api/model").json()["name"] == shipped
 
 
 @pytest.mark.parametrize(
@@ -75,6 +121,8 @@ def test_an_empty_drawing_reads_as_not_a_digit(client):
         (dict(json={"picture": "x"}), 422, '"image"'),
         (dict(content=b"x" * 300_000, headers={"content-type": "application/json"}), 413, "larger than"),
         (dict(json={"images": ["aGk="] * 5}), 413, "at most 4"),
+        (dict(params={"multi": "1"}, files={"file": ("w.png", BLANK, "image/png")}), 422, "no digit found"),
+        (dict(json={"image": "aGk=", "multi": "yes"}), 422, '"multi" must be true or false'),
     ],
 )
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(

@@ -1,4 +1,4 @@
-"""The web app: a page to draw a digit on, and a JSON API, both calling the Predictor."""
+"""The web app: a page to draw a digit (or a number) on, and a JSON API, both calling the Predictor."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import io
 import json
 import time
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
+from digitlab.engine.checkpoint import Checkpoint
+from digitlab.engine.pretrained import model_cards, pretrained_path
 from digitlab.errors import DigitlabError
-from digitlab.inference import Predictor
+from digitlab.inference import Prediction, Predictor
 from digitlab.models import count_parameters
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
@@ -44,8 +47,12 @@ def decode_base64_image(text: object, index: int) -> bytes:
         raise RequestError(422, f"image {index}: not valid base64") from None
 
 
-async def images_from_request(request: Request, max_bytes: int, max_batch: int) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every image in a multipart upload or a JSON body."""
+async def read_request(
+    request: Request, max_bytes: int, max_batch: int
+) -> tuple[list[tuple[str, bytes]], bool]:
+    """(name, bytes) of every image in a multipart upload or a JSON body, and whether each is to be
+    read as a number: `?multi=1`, or `"multi": true` in the JSON."""
+    multi = request.query_params.get("multi", "").lower() in ("1", "true", "yes")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise RequestError(413, f"request of {int(declared):,} bytes is larger than {max_bytes:,}")
@@ -70,6 +77,9 @@ async def images_from_request(request: Request, max_bytes: int, max_batch: int) 
         listed = payload.get("images", [payload.get("image")])
         if not isinstance(listed, list):
             raise RequestError(422, '"images" must be a list of base64 strings')
+        if not isinstance(payload.get("multi", False), bool):
+            raise RequestError(422, '"multi" must be true or false')
+        multi = multi or payload.get("multi", False)
         images = [(f"image {i}", decode_base64_image(text, i)) for i, text in enumerate(listed)]
     else:
         raise RequestError(
@@ -81,7 +91,29 @@ async def images_from_request(request: Request, max_bytes: int, max_batch: int) 
         raise RequestError(422, "no image in the request")
     if len(images) > max_batch:
         raise RequestError(413, f"{len(images)} images in one request; at most {max_batch}")
-    return images
+    return images, multi
+
+
+def shipped_name(path: Path | None) -> str | None:
+    """The name of the shipped model whose weights are at `path`, if any."""
+    if path is None:
+        return None
+    return next((name for name in model_cards() if pretrained_path(name).resolve() == path.resolve()), None)
+
+
+def served_name(checkpoints: list[Checkpoint]) -> str:
+    """What a person calls the model served: a shipped model's name, a path, or an ensemble of them."""
+    names = [shipped_name(c.path) or str(c.path) for c in checkpoints]
+    return names[0] if len(names) == 1 else f"ensemble of {len(names)}: {', '.join(names)}"
+
+
+def prediction_dict(prediction: Prediction) -> dict:
+    return {**prediction.to_dict(), "mnist_image": png_data_url(prediction.image)}
+
+
+def number_dict(digits: list[Prediction]) -> dict:
+    """A written number: its digits' labels joined, left to right, and each digit's prediction."""
+    return {"number": "".join(d.label for d in digits), "digits": [prediction_dict(d) for d in digits]}
 
 
 def create_app(
@@ -105,6 +137,7 @@ def create_app(
     @app.get("/api/model")
     async def model() -> dict:
         return {
+            "name": served_name(predictor.checkpoints),
             "classes": predictor.classes,
             "tta": predictor.tta,
             "checkpoints": [
@@ -138,6 +171,7 @@ def create_app(
                             "properties": {
                                 "image": {"type": "string", "description": "base64 PNG or data URL"},
                                 "images": {"type": "array", "items": {"type": "string"}},
+                                "multi": {"type": "boolean", "description": "read each image as a number"},
                             },
                         }
                     },
@@ -146,17 +180,26 @@ def create_app(
         },
     )
     async def predict(request: Request) -> JSONResponse:
-        """Predict the digit in each uploaded image (multipart files, or JSON base64)."""
+        """Predict the digit in each uploaded image (multipart files, or JSON base64); with
+        `?multi=1` read each as a number: its `number` and the prediction of each of its `digits`."""
         start = time.perf_counter()
-        images = await images_from_request(request, max_bytes, max_batch)
+        images, multi = await read_request(request, max_bytes, max_batch)
         try:
-            predictions = predictor.predict_many([data for _, data in images], [name for name, _ in images])
+            if multi:
+                results = [
+                    {"name": name, **number_dict(predictor.predict_number(data, name))}
+                    for name, data in images
+                ]
+            else:
+                predictions = predictor.predict_many(
+                    [data for _, data in images], [name for name, _ in images]
+                )
+                results = [
+                    {"name": name, **prediction_dict(p)}
+                    for (name, _), p in zip(images, predictions, strict=True)
+                ]
         except DigitlabError as err:
             raise RequestError(422, str(err)) from None
-        results = [
-            {"name": name, **p.to_dict(), "mnist_image": png_data_url(p.image)}
-            for (name, _), p in zip(images, predictions, strict=True)
-        ]
         return JSONResponse(
             {"predictions": results, "milliseconds": round((time.perf_counter() - start) * 1000, 2)}
         )

@@ -1,14 +1,16 @@
 """Bring any user image of a digit into MNIST's own form: white ink on black, the digit
 fitted into a 20x20 box and placed in 28x28 by its centre of mass.
 
-The steps: read (any Pillow format, alpha counted as background) -> ink map in [0, 1]
-with the polarity decided from the border -> Otsu mask, specks dropped, background
-removed (grey levels kept) -> crop -> stroke width brought near MNIST's -> fit -> centre.
+The steps: read (PNG, JPEG, GIF, BMP, TIFF, WebP or PPM of any mode, EXIF orientation applied,
+alpha counted as background) -> ink map in [0, 1] with the polarity decided from the border ->
+Otsu mask, specks dropped, background removed (grey levels kept) -> crop -> stroke width brought
+near MNIST's -> fit -> centre.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digitlab.errors import DataError, NoDigitFound
+from digitlab.fileio import read_limited
 
+MAX_FILE_BYTES = 50_000_000  # read no more: a path to /dev/zero or a FIFO must not hang or fill memory
+# the formats of data.imagefolder.IMAGE_SUFFIXES: Pillow opens these lazily, so the pixel count is
+# checked before decoding (an ICO, for one, decodes its image on open)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 MAX_PIXELS = 16_000_000  # refuse bigger images well before Pillow's decompression-bomb limit
+# larger images are shrunk to this many pixels before the float work (a 16 MP photo would take
+# 600 MB of arrays); a digit needs far fewer, and the result is 28x28
+WORKING_PIXELS = 2_000_000
 MIN_INK = 0.15  # ink fainter than this is background
 MIN_CONTRAST = 0.2  # strongest ink over the background: blank photos of paper stay below 0.15
 FLATTEN_FROM = 160  # images whose shorter side reaches this many pixels get their background flattened
@@ -26,54 +36,92 @@ ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
 
 def open_image(source: ImageSource, name: str = "image") -> Image.Image:
-    """A PIL image from a path, bytes, a PIL image or an array; first frame of animations."""
-    if isinstance(source, Image.Image):
-        return source
+    """An upright PIL image (EXIF orientation applied) from a path, bytes, a PIL image or an
+    array; the first frame of an animation."""
     if isinstance(source, np.ndarray):
         return _from_array(source, name)
     if isinstance(source, (str, Path)):
         name = str(source)
-        try:
-            source = Path(source).read_bytes()
-        except OSError as err:
-            raise DataError(f"{name}: cannot read ({err.strerror or err})") from None
+        source = read_limited(source, MAX_FILE_BYTES)
     try:
-        image = Image.open(io.BytesIO(source))
-        if image.width * image.height > MAX_PIXELS:
-            raise DataError(
-                f"{name}: image of {image.width}x{image.height} pixels is too large "
-                f"(at most {MAX_PIXELS:,} pixels)"
-            )
-        image.seek(0)
-        image.load()
+        image = source
+        if not isinstance(image, Image.Image):
+            image = Image.open(io.BytesIO(source), formats=FORMATS)
+            image.seek(0)
+            # from the header of the first frame, before decoding it; transposing keeps the count
+            if image.width * image.height > MAX_PIXELS:
+                raise DataError(
+                    f"{name}: image of {image.width}x{image.height} pixels is too large "
+                    f"(at most {MAX_PIXELS:,} pixels)"
+                )
+            image.load()
+        return ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
-        raise DataError(f"{name}: not a readable image (unknown or unsupported format)") from None
+        raise DataError(
+            f"{name}: not a readable image (PNG, JPEG, GIF, BMP, TIFF, WebP or PPM expected)"
+        ) from None
     except Image.DecompressionBombError as err:
         raise DataError(f"{name}: image too large ({err})") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    # a TIFF strip offset of 1.5 is a TypeError, an EXIF block of a JPEG that is not TIFF a SyntaxError
+    except (OSError, SyntaxError, ValueError, TypeError) as err:
         raise DataError(f"{name}: broken or truncated image ({err})") from None
-    return image
 
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or not array.size:
         raise DataError(f"{name}: expected an H×W, H×W×3 or H×W×4 array, got shape {array.shape}")
+    if array.dtype.kind not in "buif":
+        raise DataError(f"{name}: expected an array of numbers, got {array.dtype}")
     if array.dtype != np.uint8:
-        scale = 255.0 if array.max() <= 1.0 else 1.0
-        array = np.clip(array.astype(np.float64) * scale, 0, 255).astype(np.uint8)
+        array = np.round(_unit_range(array.astype(np.float64)) * 255).astype(np.uint8)
     return Image.fromarray(array)
 
 
+def _unit_range(values: np.ndarray) -> np.ndarray:
+    """Pixel values of any range in [0, 1]: values in [0, 1] as they are, values in [0, 255] as
+    8-bit, any other range from 0 (or the lowest, if negative) to the highest. Zero stays black
+    so that blank paper stays blank rather than its noise stretched into ink."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return np.zeros(values.shape)
+    low, high = min(finite.min(), 0.0), finite.max()
+    values = np.clip(np.nan_to_num(values, nan=low), low, high)
+    if low == 0 and high <= 255:
+        return values if high <= 1 else values / 255
+    return (values - low) / (high - low or 1)  # a flat negative image is all 0
+
+
+def _to_rgba_float(image: Image.Image) -> np.ndarray:
+    """An HxWx4 float array in [0, 1] from an image of any mode; alpha 1 where it has none."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):  # convert() would clip to 8 bits
+        grey = _unit_range(np.asarray(image, dtype=np.float64)).astype(np.float32)
+        return np.dstack([grey, grey, grey, np.ones_like(grey)])
+    if image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only
+        image = image.convert("LA")
+    return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255  # float32: 16M pixels are 256 MB
+
+
+def working_size(image: Image.Image) -> Image.Image:
+    """`image`, shrunk by a whole factor (box filter) when it has more than WORKING_PIXELS."""
+    factor = math.ceil(math.sqrt(image.width * image.height / WORKING_PIXELS))
+    if factor <= 1:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")  # 32-bit: every 16-bit value kept
+    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # the modes reduce() takes
+        transparent = image.mode in ("P", "PA", "La") or "transparency" in image.info
+        image = image.convert("RGBA" if transparent else "RGB")
+    return image.reduce(factor)
+
+
 def ink_map(image: Image.Image) -> np.ndarray:
-    """Ink strength in [0, 1] per pixel (1 = full ink), whatever the polarity or alpha."""
-    image = ImageOps.exif_transpose(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
-    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
-    alpha = rgba[..., 3] if has_alpha else np.ones_like(grey)
+    """Ink strength in [0, 1] per pixel (1 = full ink) of an upright image (see open_image),
+    whatever the polarity, alpha or mode."""
+    rgba = _to_rgba_float(image)
+    grey, alpha = rgba[..., :3] @ np.array([0.299, 0.587, 0.114]), rgba[..., 3]
     dark_ink, light_ink = (1 - grey) * alpha, grey * alpha
     border = np.zeros(grey.shape, bool)
     border[[0, -1], :] = border[:, [0, -1]] = True
@@ -140,14 +188,13 @@ def normalise_stroke(crop: np.ndarray, scale: float) -> np.ndarray:
 def fit_to_mnist(ink: np.ndarray) -> np.ndarray:
     """Crop to the ink, fit into 20x20 keeping the aspect, centre by mass in 28x28 (uint8)."""
     crop = _crop(ink)
+    # normalise_stroke pads by a part of the long side: an elongated crop (1x16M pixels) would
+    # grow to that side squared, so shrink one longer than the side of the largest square image
+    longest = math.isqrt(MAX_PIXELS)
+    if max(crop.shape) > longest:
+        crop = _crop(np.clip(_resize(crop, longest / max(crop.shape)), 0, 1))
     crop = _crop(normalise_stroke(crop, 20.0 / max(crop.shape)))
-    height, width = crop.shape
-    scale = 20.0 / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    box = np.asarray(
-        Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
-    )
-    box = np.clip(box, 0, 1)
+    box = np.clip(_resize(crop, 20.0 / max(crop.shape)), 0, 1)
     canvas = np.zeros((28, 28))
     top, left = (28 - box.shape[0]) // 2, (28 - box.shape[1]) // 2
     canvas[top : top + box.shape[0], left : left + box.shape[1]] = box
@@ -156,6 +203,14 @@ def fit_to_mnist(ink: np.ndarray) -> np.ndarray:
     shift_col = int(np.clip(round(14 - centre_col), -left, 28 - left - box.shape[1]))
     canvas = np.roll(canvas, (shift_row, shift_col), axis=(0, 1))
     return np.round(canvas * 255).astype(np.uint8)
+
+
+def _resize(ink: np.ndarray, scale: float) -> np.ndarray:
+    height, width = ink.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(
+        Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    )
 
 
 def _crop(ink: np.ndarray) -> np.ndarray:
@@ -182,12 +237,13 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
 
 def to_mnist(source: ImageSource, name: str = "image") -> np.ndarray:
     """One image of one digit -> a 28x28 uint8 MNIST-like digit (white ink on black)."""
-    return fit_to_mnist(clean_ink(flatten_background(ink_map(open_image(source, name))), name))
+    ink = ink_map(working_size(open_image(source, name)))
+    return fit_to_mnist(clean_ink(flatten_background(ink), name))
 
 
 def split_digits(source: ImageSource, name: str = "image") -> list[np.ndarray]:
     """An image of several digits (a written number) -> one 28x28 digit each, left to right."""
-    ink = clean_ink(ink_map(open_image(source, name)), name)
+    ink = clean_ink(ink_map(working_size(open_image(source, name))), name)
     # join the broken strokes of one character vertically, then group by column spans
     joined = ndimage.binary_dilation(ink > 0, structure=np.ones((max(3, ink.shape[0] // 8), 1)))
     columns = joined.any(0)

@@ -11,27 +11,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import socket
-import statistics
-import subprocess
-import sys
 import time
 import urllib.request
-import uuid
 
 import numpy as np
+from common import multipart, percentiles, running_server
 from PIL import Image
 
 from digitlab import load_dataset
 from digitlab.inference import Predictor
-
-
-def percentiles(samples_ms: list[float]) -> dict:
-    ordered = sorted(samples_ms)
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(ordered[int(0.95 * len(ordered))], 2),
-    }
 
 
 def png(image: np.ndarray) -> bytes:
@@ -40,47 +28,16 @@ def png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def multipart(data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
 def http_latency(checkpoint: str, images: list[bytes]) -> dict:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "digitlab", "serve", checkpoint, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{url}/api/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with running_server([checkpoint]) as (url, _):
         samples = []
         for data in images:
-            body, kind = multipart(data)
+            body, kind = multipart([data])
             request = urllib.request.Request(f"{url}/api/predict", body, {"Content-Type": kind})
             start = time.perf_counter()
             urllib.request.urlopen(request, timeout=10).read()
             samples.append((time.perf_counter() - start) * 1000)
         return percentiles(samples[5:])
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from digitlab.engine.pretrained import model_cards, pretrained_path
 from digitlab.inference import Predictor
 from digitlab.inference.predictor import UNSURE_BELOW
 from digitlab.serve.app import create_app
+from digitlab.serve.requests import Limits
 
 NUMBER_2026 = (Path(__file__).parent.parent / "docs" / "examples" / "2026.png").read_bytes()
 
@@ -26,7 +27,7 @@ BLANK = png_bytes(np.full((30, 30), 255, np.uint8))
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint):
-    app = create_app(Predictor.from_paths([trained_checkpoint]), max_bytes=200_000, max_batch=4)
+    app = create_app(Predictor.from_paths([trained_checkpoint]), Limits(max_bytes=200_000, max_images=4))
     return TestClient(app)
 
 

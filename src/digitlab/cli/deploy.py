@@ -230,18 +230,42 @@ def add_serve(commands) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (default 1); torch's threads are shared out"
+    )
+    tuning = parser.add_argument_group("micro-batching: concurrent requests share model batches")
+    tuning.add_argument("--max-batch", type=int, default=64, help="images per model batch (default 64)")
+    tuning.add_argument(
+        "--max-wait-ms", type=float, default=2.0, help="how long a request waits for others (default 2)"
+    )
+    tuning.add_argument(
+        "--max-pending",
+        type=int,
+        default=64,
+        help="requests in progress at once per worker; more are answered 503 with Retry-After (default 64)",
+    )
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from digitlab.serve.app import Batching
+    from digitlab.serve.server import serve, torch_threads
 
-    from digitlab.inference import Predictor
-    from digitlab.serve.app import create_app
-
-    app = create_app(Predictor.from_paths(args.checkpoints or [Path(DEFAULT_MODEL)], tta=args.tta))
-    print(f"digitlab: serving on http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    for flag, value in (
+        ("--workers", args.workers),
+        ("--max-batch", args.max_batch),
+        ("--max-pending", args.max_pending),
+    ):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if args.max_wait_ms < 0:
+        raise ConfigError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
+    batching = Batching(args.max_batch, args.max_wait_ms, args.max_pending, torch_threads(args.workers))
+    checkpoints = [str(path) for path in args.checkpoints] or [DEFAULT_MODEL]
+    print(
+        f"digitlab: serving on http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True
+    )
+    serve(checkpoints, args.tta, args.host, args.port, args.workers, batching)
     return 0
 
 

@@ -1,97 +1,58 @@
-"""The web app: a page to draw a digit (or a number) on, and a JSON API, both calling the Predictor."""
+"""The web app: a page to draw a digit (or a number) on, and a JSON API, both calling the Predictor.
+
+The event loop only reads requests and writes answers. Decoding images runs in a few worker
+threads, the model in the micro-batcher's thread (serve.batching), so `/api/health` answers at
+once under any load, and concurrent requests share model batches.
+"""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import io
-import json
+import logging
+import os
 import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from digitlab.engine.checkpoint import Checkpoint
 from digitlab.engine.pretrained import model_cards, pretrained_path
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, NoDigitFound
+from digitlab.imaging import split_digits, to_mnist
 from digitlab.inference import Prediction, Predictor
 from digitlab.models import count_parameters
+from digitlab.serve import metrics
+from digitlab.serve.batching import MicroBatcher, Overloaded
+from digitlab.serve.requests import Limits, RequestError, read_images
 
-MAX_REQUEST_BYTES = 5 * 1024 * 1024
-MAX_BATCH = 64
+log = logging.getLogger("digitlab.serve")
 
 
-class RequestError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+@dataclass(frozen=True)
+class Batching:
+    """How requests share the model: see serve.batching."""
+
+    max_batch: int = 64  # images per model batch
+    max_wait_ms: float = 2.0  # how long a request waits for others to join its batch
+    max_pending: int = 64  # requests admitted at once (reading, decoding, waiting); more get 503
+    decode_threads: int = os.cpu_count() or 1
 
 
 def png_data_url(image: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def decode_base64_image(text: object, index: int) -> bytes:
-    if not isinstance(text, str) or not text:
-        raise RequestError(422, f"image {index}: expected a base64 string (or data URL)")
-    payload = text.split(",", 1)[1] if text.startswith("data:") else text
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(422, f"image {index}: not valid base64") from None
-
-
-async def read_request(
-    request: Request, max_bytes: int, max_batch: int
-) -> tuple[list[tuple[str, bytes]], bool]:
-    """(name, bytes) of every image in a multipart upload or a JSON body, and whether each is to be
-    read as a number: `?multi=1`, or `"multi": true` in the JSON."""
-    multi = request.query_params.get("multi", "").lower() in ("1", "true", "yes")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise RequestError(413, f"request of {int(declared):,} bytes is larger than {max_bytes:,}")
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise RequestError(413, f"request of {len(body):,} bytes is larger than {max_bytes:,}")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        form = await request.form(max_files=max_batch + 1)
-        images = [
-            (getattr(item, "filename", None) or key, await item.read())
-            for key, item in form.multi_items()
-            if hasattr(item, "read")
-        ]
-    elif kind == "application/json":
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestError(400, "body is not valid JSON") from None
-        if not isinstance(payload, dict) or not ({"image", "images"} & set(payload)):
-            raise RequestError(422, 'JSON must hold "image" (base64 PNG) or "images" (a list of them)')
-        listed = payload.get("images", [payload.get("image")])
-        if not isinstance(listed, list):
-            raise RequestError(422, '"images" must be a list of base64 strings')
-        if not isinstance(payload.get("multi", False), bool):
-            raise RequestError(422, '"multi" must be true or false')
-        multi = multi or payload.get("multi", False)
-        images = [(f"image {i}", decode_base64_image(text, i)) for i, text in enumerate(listed)]
-    else:
-        raise RequestError(
-            415,
-            f"unsupported content type {kind or '(none)'!r}: send multipart/form-data "
-            "with image files, or JSON with base64 images",
-        )
-    if not images:
-        raise RequestError(422, "no image in the request")
-    if len(images) > max_batch:
-        raise RequestError(413, f"{len(images)} images in one request; at most {max_batch}")
-    return images, multi
 
 
 def shipped_name(path: Path | None) -> str | None:
@@ -116,23 +77,118 @@ def number_dict(digits: list[Prediction]) -> dict:
     return {"number": "".join(d.label for d in digits), "digits": [prediction_dict(d) for d in digits]}
 
 
+def decode(images: list[tuple[str, bytes]], multi: bool) -> list[np.ndarray | None]:
+    """Each image in MNIST form: (1, 28, 28), a number's digits (k, 28, 28), or None if blank.
+    Runs in a decode thread; a bad image raises DataError naming it."""
+    decoded = []
+    for name, data in images:
+        try:
+            decoded.append(np.stack(split_digits(data, name)) if multi else to_mnist(data, name)[None])
+        except NoDigitFound:
+            if multi:
+                raise
+            decoded.append(None)
+    return decoded
+
+
+def error_response(status: int, message: str, code: str) -> JSONResponse:
+    """Every error of the API has this one shape: {"error": message, "code": code}."""
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request (plain ASGI: no per-request task or body copy)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+            metrics.REQUESTS.labels(path, str(status[0])).inc()
+            metrics.LATENCY.labels(path).observe(time.perf_counter() - start)
+
+
+KNOWN_PATHS = {"/", "/api/predict", "/api/health", "/api/model", "/metrics", "/docs", "/openapi.json"}
+
+
 def create_app(
-    predictor: Predictor, max_bytes: int = MAX_REQUEST_BYTES, max_batch: int = MAX_BATCH
+    predictor: Predictor, limits: Limits | None = None, batching: Batching | None = None
 ) -> FastAPI:
-    app = FastAPI(title="digitlab", description="Read handwritten digits with digitlab models.")
-    page = (resources.files("digitlab.serve") / "static" / "index.html").read_text(encoding="utf-8")
+    limits, batching = limits or Limits(), batching or Batching()
+    admitted = [0]  # prediction requests being served now
+    batcher = MicroBatcher(
+        predictor.predict_mnist,
+        batching.max_batch,
+        batching.max_wait_ms,
+        batching.max_pending,
+        on_batch=metrics.BATCH_SIZE.observe,
+        coming=lambda: admitted[0] - batcher.depth,  # admitted, not yet queued for the model
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()  # after the server stopped taking requests: finish the queued batches
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="digitlab",
+        description="Read handwritten digits with digitlab models. Every error is "
+        '`{"error": message, "code": code}` with code one of: '
+        + ", ".join(sorted(set(RequestError.CODES.values()))),
+        docs_url=None,  # the page below needs no CDN, so /docs works offline
+        redoc_url=None,
+    )
+    app.add_middleware(MetricsMiddleware)
+    static = resources.files("digitlab.serve") / "static"
+    page = (static / "index.html").read_text(encoding="utf-8")
+    docs_page = (static / "docs.html").read_text(encoding="utf-8")
+    decoders = anyio.CapacityLimiter(batching.decode_threads)
+    app.state.batcher = batcher
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        return error_response(error.status, error.message, error.code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        code = RequestError.CODES.get(error.status_code, "error")
+        return error_response(error.status_code, str(error.detail), code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, str(error.errors()[0].get("msg", "invalid request")), "unreadable_input")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
         return page
 
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> str:
+        return docs_page
+
     @app.get("/api/health")
     async def health() -> dict:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        metrics.QUEUE_DEPTH.set(batcher.depth)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/api/model")
     async def model() -> dict:
@@ -152,56 +208,81 @@ def create_app(
             ],
         }
 
-    @app.post(
-        "/api/predict",
-        openapi_extra={
-            "requestBody": {
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
-                            },
-                        }
-                    },
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "image": {"type": "string", "description": "base64 PNG or data URL"},
-                                "images": {"type": "array", "items": {"type": "string"}},
-                                "multi": {"type": "boolean", "description": "read each image as a number"},
-                            },
-                        }
-                    },
-                }
-            }
-        },
-    )
-    async def predict(request: Request) -> JSONResponse:
-        """Predict the digit in each uploaded image (multipart files, or JSON base64); with
-        `?multi=1` read each as a number: its `number` and the prediction of each of its `digits`."""
-        start = time.perf_counter()
-        images, multi = await read_request(request, max_bytes, max_batch)
+    async def answer(images: list[tuple[str, bytes]], multi: bool) -> list[dict]:
         try:
-            if multi:
-                results = [
-                    {"name": name, **number_dict(predictor.predict_number(data, name))}
-                    for name, data in images
-                ]
-            else:
-                predictions = predictor.predict_many(
-                    [data for _, data in images], [name for name, _ in images]
-                )
-                results = [
-                    {"name": name, **prediction_dict(p)}
-                    for (name, _), p in zip(images, predictions, strict=True)
-                ]
+            decoded = await anyio.to_thread.run_sync(decode, images, multi, limiter=decoders)
         except DigitlabError as err:
             raise RequestError(422, str(err)) from None
+        found = [d for d in decoded if d is not None]
+        try:
+            predictions = iter(await batcher.submit(np.concatenate(found)) if found else [])
+        except Overloaded as err:
+            raise RequestError(503, f"the server is busy ({err}); try again") from None
+        results = []
+        for (name, _), digits in zip(images, decoded, strict=True):
+            if digits is None:
+                results.append({"name": name, **prediction_dict(Prediction.blank(predictor.classes))})
+            elif multi:
+                results.append({"name": name, **number_dict([next(predictions) for _ in digits])})
+            else:
+                results.append({"name": name, **prediction_dict(next(predictions))})
+        return results
+
+    @app.post("/api/predict", openapi_extra=PREDICT_SCHEMA)
+    async def predict(request: Request) -> Response:
+        """Predict the digit in each uploaded image (multipart files, or JSON base64); with
+        `?multi=1` read each as a number: its `number` and the prediction of each of its `digits`."""
+        if admitted[0] >= batching.max_pending:
+            raise RequestError(503, f"the server is busy ({admitted[0]} requests in progress); try again")
+        start = time.perf_counter()
+        admitted[0] += 1
+        metrics.IN_FLIGHT.inc()
+        try:
+            images, multi = await read_images(request, limits)
+            results = await answer(images, multi)
+        except ClientDisconnect:
+            log.info("client went away before its request was read; nothing answered")
+            return Response(status_code=400)
+        finally:
+            admitted[0] -= 1
+            metrics.IN_FLIGHT.dec()
         return JSONResponse(
             {"predictions": results, "milliseconds": round((time.perf_counter() - start) * 1000, 2)}
         )
 
     return app
+
+
+PREDICT_SCHEMA = {
+    "parameters": [
+        {
+            "name": "multi",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "boolean"},
+            "description": "read each image as a number of several digits",
+        }
+    ],
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "description": "base64 PNG or data URL"},
+                        "images": {"type": "array", "items": {"type": "string"}},
+                        "multi": {"type": "boolean", "description": "read each image as a number"},
+                    },
+                }
+            },
+        }
+    },
+}

@@ -1,0 +1,74 @@
+"""Running the app: one process, or several worker processes that share the port.
+
+Each worker loads the model and runs its own micro-batcher; torch's threads are divided
+between the workers so that they do not fight over the cores. On Ctrl-C or SIGTERM the
+server stops taking connections and finishes the requests in flight first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from digitlab.serve.app import Batching
+
+SETTINGS_VARIABLE = "DIGITLAB_SERVE_SETTINGS"  # how the parent tells worker processes what to serve
+GRACEFUL_SECONDS = 30  # how long requests in flight may take to finish at shutdown
+
+
+def torch_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def build_app(checkpoints: list[str], tta: bool, batching: Batching, threads: int):
+    from digitlab.inference import Predictor
+    from digitlab.serve.app import create_app
+
+    torch.set_num_threads(threads)
+    return create_app(Predictor.from_paths([Path(c) for c in checkpoints], tta=tta), batching=batching)
+
+
+def app_from_environment():
+    """The app of one worker process, from the settings its parent put in the environment."""
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    return build_app(
+        settings["checkpoints"], settings["tta"], Batching(**settings["batching"]), settings["threads"]
+    )
+
+
+def serve(
+    checkpoints: list[str],
+    tta: bool,
+    host: str,
+    port: int,
+    workers: int = 1,
+    batching: Batching | None = None,
+) -> None:
+    import uvicorn
+
+    batching = batching or Batching(decode_threads=torch_threads(workers))
+    options = dict(host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    if workers == 1:
+        uvicorn.run(build_app(checkpoints, tta, batching, torch_threads(1)), **options)
+        return
+    build_app(checkpoints, tta, batching, 1)  # load once here: a bad checkpoint fails before any worker
+    metrics_dir = tempfile.mkdtemp(prefix="digitlab-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # workers add their figures up there
+    os.environ[SETTINGS_VARIABLE] = json.dumps(
+        {
+            "checkpoints": checkpoints,
+            "tta": tta,
+            "batching": asdict(batching),
+            "threads": torch_threads(workers),
+        }
+    )
+    try:
+        uvicorn.run("digitlab.serve.server:app_from_environment", factory=True, workers=workers, **options)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -44,6 +44,37 @@ def latency(predictor: Predictor, test, repeats: int = 60) -> dict:
     return {"p50": round(statistics.median(samples), 2), "p95": round(samples[int(0.95 * len(samples))], 2)}
 
 
+def training_data(config: dict) -> str:
+    """The sources training used, in words."""
+    text = (
+        f"{config['data']} training split: {1 - config['val_split']:.0%} trained on, "
+        f"{config['val_split']:.0%} held out for validation (seed {config['seed']})"
+    )
+    if config.get("outliers"):
+        text += (
+            f"; plus {config['outliers']:.0%} as many not-a-digit images (class 'not a digit'): "
+            "Fashion-MNIST training images, letters and symbols printed in the DejaVu fonts, "
+            "scribbles, speckle (digitlab.data.outliers)"
+        )
+    return text
+
+
+def calibration_figures(checkpoint, test, probabilities) -> dict:
+    """Expected calibration error on the MNIST test set with the temperature the trainer fitted
+    on validation, and without it (temperature 1)."""
+    model = checkpoint.model
+    temperature = float(model.temperature)
+    model.temperature.fill_(1.0)
+    raw = ensemble_probabilities([model], test.images)
+    model.temperature.fill_(temperature)
+    labels = test.labels.numpy()
+    return {
+        "ece": round(calibration(probabilities.numpy(), labels).ece, 5),
+        "ece_without_temperature": round(calibration(raw.numpy(), labels).ece, 5),
+        "temperature": round(temperature, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,6 +94,7 @@ def main() -> None:
     probabilities = ensemble_probabilities([checkpoint.model], test.images)
     metrics = metrics_from_logits(probabilities.clamp_min(1e-12).log(), test.labels)
     predictor = Predictor([checkpoint])
+    verdicts = [p.verdict for p in predictor.predict_mnist(test.images.numpy())]
     rows = [{"set": s.name, **score_predictor(predictor, s)} for s in build_suite(test, args.count)]
     config = checkpoint.meta.config
     card = ModelCard(
@@ -72,13 +104,15 @@ def main() -> None:
         summary=args.summary,
         architecture=checkpoint.meta.model,
         parameters=count_parameters(checkpoint.model),
-        training_data=(
-            f"{config['data']} training split: {1 - config['val_split']:.0%} trained on, "
-            f"{config['val_split']:.0%} held out for validation (seed {config['seed']})"
-        ),
+        training_data=training_data(config),
         command=args.command,
-        mnist_test={"accuracy": metrics.accuracy, "errors": metrics.errors, "n": metrics.n},
-        calibration={"ece": round(calibration(probabilities.numpy(), test.labels.numpy()).ece, 5)},
+        mnist_test={
+            "accuracy": metrics.accuracy,
+            "errors": metrics.errors,
+            "n": metrics.n,
+            "verdict_digit": verdicts.count("digit") / len(verdicts),
+        },
+        calibration=calibration_figures(checkpoint, test, probabilities),
         realworld=rows,
         size_bytes=weights.stat().st_size,
         latency_ms=latency(predictor, test),

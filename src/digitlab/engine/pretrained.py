@@ -50,8 +50,19 @@ class ModelCard:
             f"  architecture   {self.architecture} ({self.parameters:,} parameters)",
             f"  trained on     {self.training_data}",
             f"  reproduce      {self.command}",
-            f"  MNIST test     {test['accuracy'] * 100:.2f} % ({test['errors']} errors of {test['n']:,})",
-            f"  calibration    expected calibration error {self.calibration['ece'] * 100:.2f} %",
+            f"  MNIST test     {test['accuracy'] * 100:.2f} % ({test['errors']} errors of {test['n']:,})"
+            + (
+                f"; verdict 'digit' for {test['verdict_digit'] * 100:.2f} %"
+                if "verdict_digit" in test
+                else ""
+            ),
+            f"  calibration    expected calibration error {self.calibration['ece'] * 100:.2f} %"
+            + (
+                f" (temperature {self.calibration['temperature']:.2f}; "
+                f"{self.calibration['ece_without_temperature'] * 100:.2f} % without)"
+                if "temperature" in self.calibration
+                else ""
+            ),
             f"  size           {self.size_bytes / 1024:.0f} KiB, sha256 {self.sha256}",
         ]
         if self.latency_ms:

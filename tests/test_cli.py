@@ -184,3 +184,9 @@ def test_flags_carry_their_field_types_and_choices(capsys):
 def test_an_old_preset_name_says_what_it_is_called_now(capsys):
     code, _, err = run_cli(capsys, "train", "--preset", "seed-004")
     assert code == 2 and "renamed 'report-004'" in err
+
+
+def test_a_bare_digitlab_prints_its_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: digitlab" in out and "predict" in out and "serve" in out

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # a bare `digitlab`: what it can do
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except DigitlabError as err:

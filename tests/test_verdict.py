@@ -100,3 +100,14 @@ def test_temperature_scaling_recovers_the_temperature_of_overconfident_logits():
     before = calibration(torch.softmax(true_logits * 3, 1).numpy(), labels.numpy()).ece
     after = calibration(torch.softmax(true_logits * 3 / temperature, 1).numpy(), labels.numpy()).ece
     assert after < before / 3
+
+
+def test_the_drawn_shapes_have_ink_and_are_not_plain_rings():
+    from digitlab.data.outliers import SHAPES
+    from digitlab.imaging import to_mnist
+
+    rng = np.random.default_rng(0)
+    for shape in SHAPES:
+        drawn = [to_mnist(shape(rng)) for _ in range(5)]
+        assert all(d.max() > 200 for d in drawn), shape.__name__
+        assert len({d.tobytes() for d in drawn}) == 5, shape.__name__  # each draw differs

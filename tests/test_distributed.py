@@ -45,7 +45,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
             "-m",
             "digitlab",
             "train",
-            *FLAGS,
+            *[flag for flag in FLAGS if flag != "--quiet"],  # to see who prints
             "--out",
             str(tmp_path),
             "--name",
@@ -58,6 +58,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert not (tmp_path / "ddp-2").exists()  # only rank 0 made a run folder
+    assert done.stdout.count("run folder:") == 1 and done.stdout.count("test accuracy") == 1  # rank 0 alone
     weights_single = load_file(str(single / "best.safetensors"))
     weights_ddp = load_file(str(ddp / "best.safetensors"))
     for name, value in weights_single.items():

@@ -102,7 +102,7 @@ def test_temperature_scaling_recovers_the_temperature_of_overconfident_logits():
     assert after < before / 3
 
 
-def test_the_drawn_shapes_have_ink_and_are_not_plain_rings():
+def test_the_drawn_shapes_have_ink_and_vary():
     from digitlab.data.outliers import SHAPES
     from digitlab.imaging import to_mnist
 

@@ -164,3 +164,13 @@ def test_an_overloaded_server_answers_503_with_retry_after(trained_checkpoint, m
         finally:
             blocker.set()
             first.join()
+
+
+def test_an_unexpected_failure_is_a_json_500_in_the_same_shape(trained_checkpoint, mnist_test):
+    predictor = Predictor.from_paths(trained_checkpoint)
+    predictor.predict_mnist = lambda images: 1 / 0  # a bug deep in the model path
+    seven = png_bytes(255 - mnist_test.images[0].numpy())
+    with TestClient(create_app(predictor), raise_server_exceptions=False) as client:
+        response = client.post("/api/predict", files={"file": ("a.png", seven, "image/png")})
+        assert_error(response, 500, "internal_error", "ZeroDivisionError")
+        assert client.get("/api/health").status_code == 200

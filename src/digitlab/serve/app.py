@@ -37,6 +37,8 @@ from digitlab.serve.batching import MicroBatcher, Overloaded
 from digitlab.serve.requests import Limits, RequestError, read_images
 
 log = logging.getLogger("digitlab.serve")
+# the multipart parser logs a warning for every malformed body it is sent: the client's 400 says it
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,10 @@ def decode(images: list[tuple[str, bytes]], multi: bool) -> list[np.ndarray | No
 
 
 def error_response(status: int, message: str, code: str) -> JSONResponse:
-    """Every error of the API has this one shape: {"error": message, "code": code}."""
-    headers = {"Retry-After": "1"} if status == 503 else None
+    """Every error of the API has this one shape: {"error": message, "code": code}. The connection
+    is closed after it: an error can be answered before the request's body was read (too large,
+    wrong type, busy), and uvicorn would otherwise read and discard the rest, however long."""
+    headers = {"Connection": "close", **({"Retry-After": "1"} if status == 503 else {})}
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
 
@@ -167,6 +171,13 @@ def create_app(
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         code = RequestError.CODES.get(error.status_code, "error")
         return error_response(error.status_code, str(error.detail), code)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        log.exception("error answering %s %s", request.method, request.url.path)  # a bug: keep its traceback
+        return error_response(
+            500, f"internal error ({type(error).__name__}); see the server's log", "internal_error"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -26,6 +26,7 @@ class RequestError(Exception):
         413: "too_large",
         415: "unsupported_media_type",
         422: "unreadable_input",
+        500: "internal_error",
         503: "overloaded",
     }
 
@@ -64,7 +65,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 def decode_base64_image(text: object, index: int) -> bytes:
     if not isinstance(text, str) or not text:
         raise RequestError(422, f"image {index}: expected a base64 string (or data URL)")
-    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    payload = text.partition(",")[2] if text.startswith("data:") else text  # "data:" alone: no image
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -74,7 +75,7 @@ def decode_base64_image(text: object, index: int) -> bytes:
 def _json_images(body: bytes) -> tuple[list[tuple[str, bytes]], bool]:
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except ValueError:  # not JSON, not UTF-8, or an integer of over 4,300 digits (Python refuses those)
         raise RequestError(400, "body is not valid JSON") from None
     except RecursionError:  # nested thousands deep
         raise RequestError(400, "body is JSON nested too deeply") from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -55,7 +57,14 @@ def serve(
     batching = batching or Batching(decode_threads=torch_threads(workers))
     options = dict(host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS)
     if workers == 1:
-        uvicorn.run(build_app(checkpoints, tta, batching, torch_threads(1)), **options)
+        app = build_app(checkpoints, tta, batching, torch_threads(1))
+        # uvicorn re-raises the SIGTERM it shut down on, which would kill the process (status -15)
+        # after its graceful stop: let it exit with 0 instead, as Ctrl-C does
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+        try:
+            uvicorn.run(app, **options)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return
     build_app(checkpoints, tta, batching, 1)  # load once here: a bad checkpoint fails before any worker
     metrics_dir = tempfile.mkdtemp(prefix="digitlab-metrics-")

@@ -1,5 +1,8 @@
 """A real browser draws on the page served by `digitlab serve` and reads the prediction."""
 
+import base64
+import io
+import itertools
 import math
 import os
 import shutil
@@ -63,7 +66,7 @@ def server(trained_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: .ci/run must install Debian's chromium")
@@ -75,10 +78,17 @@ def page(server):
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        page = browser.new_page(viewport={"width": 900, "height": 650})
-        page.goto(server)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    """One page that the tests below share, in their order."""
+    page = browser.new_page(viewport={"width": 900, "height": 650})
+    page.goto(server)
+    yield page
+    page.close()
 
 
 def draw(page, strokes):
@@ -187,3 +197,257 @@ def test_a_number_shows_each_digit_s_verdict(page):
     finally:
         page.unroute("**/api/predict*")
         page.uncheck("#multi")
+
+
+# The page as a person uses it: a fresh page each, at a desktop's or a phone's size.
+
+DESKTOP = {"viewport": {"width": 1000, "height": 800}}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+SMALL_PHONE = {
+    **PHONE,
+    "viewport": {"width": 320, "height": 568},
+}  # shows the pad smaller than its 280 pixels
+SIZES = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone")]
+PHONES = [pytest.param(PHONE, id="phone"), pytest.param(SMALL_PHONE, id="small-phone")]
+
+# strokes in fractions of the pad's width and height
+ONE = [[(0.5, 0.15), (0.5, 0.85)]]
+SEVEN = [[(0.25, 0.22), (0.75, 0.22)], [(0.75, 0.22), (0.43, 0.88)]]  # its bar, then its leg
+ACROSS = [[(0.2, 0.5), (0.8, 0.5)]]
+
+
+@pytest.fixture
+def fresh_page(browser, server):
+    """`fresh_page(size)`: the page just loaded (its model named) in a browser context of its own."""
+    contexts = []
+
+    def open_page(size, color_scheme="light"):
+        context = browser.new_context(**size, color_scheme=color_scheme)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(server)
+        expect(page.locator("#model")).not_to_have_text("model: …")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def paper(page) -> list[float]:
+    """The pad's drawing area (inside its border) on the screen: left, top, width, height in CSS pixels."""
+    return page.evaluate(
+        """() => { const pad = document.getElementById("pad"), box = pad.getBoundingClientRect();
+                   return [box.left + pad.clientLeft, box.top + pad.clientTop,
+                           box.width - 2 * pad.clientLeft, box.height - 2 * pad.clientTop]; }"""
+    )
+
+
+def screen_points(page, stroke, steps=8) -> list[tuple[float, float]]:
+    """A stroke in fractions of the pad as points on the screen, `steps` of them a segment."""
+    left, top, width, height = paper(page)
+    corners = [(left + fx * width, top + fy * height) for fx, fy in stroke]
+    points = corners[:1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(corners):
+        points += [(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps) for i in range(1, steps + 1)]
+    return points
+
+
+def mouse_draw(page, strokes):
+    for stroke in strokes:
+        first, *rest = screen_points(page, stroke)
+        page.mouse.move(*first)
+        page.mouse.down()
+        for point in rest:
+            page.mouse.move(*point)
+        page.mouse.up()
+
+
+def touch_draw(page, strokes):
+    """A finger draws: real touch events, which Chromium turns into the pointer events the page reads."""
+    cdp = page.context.new_cdp_session(page)
+    for stroke in strokes:
+        first, *rest = screen_points(page, stroke)
+        cdp.send(
+            "Input.dispatchTouchEvent",
+            {"type": "touchStart", "touchPoints": [{"x": first[0], "y": first[1]}]},
+        )
+        for x, y in rest:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def pad_image(page) -> str:
+    return page.evaluate("document.getElementById('pad').toDataURL('image/png')")
+
+
+def grey(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("L"))
+
+
+def brightness(page, selector: str, prop: str) -> float:
+    rgb = page.locator(selector).evaluate(f"e => getComputedStyle(e).{prop}")
+    return float(np.mean([float(v) for v in rgb[rgb.index("(") + 1 : -1].split(",")[:3]]))
+
+
+def test_the_page_loads_nothing_from_elsewhere(browser, server):
+    page = browser.new_page()
+    urls = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.goto(server)
+    expect(page.locator("#model")).not_to_have_text("model: …")
+    page.close()
+    assert urls and all(url.startswith(server) for url in urls)  # no CDN: it works offline
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_no_broken_image_before_the_first_answer(fresh_page, size):
+    page = fresh_page(size)
+    seen = page.locator("#seen")
+    assert seen.get_attribute("src") is None
+    expect(seen).to_be_hidden()  # in its empty frame: no broken-image icon
+    (touch_draw if size.get("has_touch") else mouse_draw)(page, SEVEN)
+    expect(page.locator("#digit")).to_have_text("7", timeout=20000)
+    expect(seen).to_be_visible()
+    assert seen.evaluate("img => img.naturalWidth") == 28
+    page.keyboard.press("Escape")
+    expect(seen).to_be_hidden()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_layout_does_not_jump_on_the_first_prediction(fresh_page, size):
+    page = fresh_page(size)
+    parts = [
+        ".drawing",
+        "#pad",
+        ".buttons",
+        ".result",
+        ".answer",
+        "#digit",
+        "#confidence",
+        "#seen",
+        "#bars",
+        ".timing",
+    ]
+
+    def boxes():
+        return {part: page.locator(part).bounding_box() for part in parts}
+
+    before = boxes()
+    (touch_draw if size.get("has_touch") else mouse_draw)(page, SEVEN)
+    expect(page.locator("#digit")).to_have_text("7", timeout=20000)
+    expect(page.locator("#timing")).to_contain_text("ms on the server")
+    assert boxes() == before
+    page.keyboard.press("Escape")
+    expect(page.locator("#digit")).to_have_text("?")
+    assert boxes() == before
+
+
+@pytest.mark.parametrize("size", PHONES)
+def test_the_page_fits_a_phone(fresh_page, size):
+    page = fresh_page(size)
+    width, height = page.evaluate("[innerWidth, innerHeight]")
+    assert width == size["viewport"]["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing sticks out sideways
+    pad = page.locator("#pad").bounding_box()
+    assert (
+        0 < pad["x"]
+        and pad["x"] + pad["width"] < width
+        and 0 < pad["y"]
+        and pad["y"] + pad["height"] < height
+    )
+    drawing, result = page.locator(".drawing").bounding_box(), page.locator(".result").bounding_box()
+    assert result["y"] >= drawing["y"] + drawing["height"]  # the cards stack
+    for card in (drawing, result):
+        assert 0 < card["x"] and card["x"] + card["width"] < width
+
+
+@pytest.mark.parametrize("size", PHONES)
+def test_a_finger_draws_a_one_on_a_phone(fresh_page, size):
+    page = fresh_page(size)
+    shown = paper(page)[2]
+    assert (shown < 280) == (size is SMALL_PHONE)  # the 280-pixel pad shown larger, then smaller
+    touch_draw(page, ONE)
+    expect(page.locator("#digit")).to_have_text("1", timeout=20000)
+    ink = grey(pad_image(page)) < 128
+    rows, columns = np.nonzero(ink)
+    # where the finger went, in canvas pixels: x at half the width, from 15 % to 85 % of the height, a round
+    # end of half the pen's width beyond each end
+    assert abs(columns.mean() - 140) < 1.5
+    assert abs(rows.min() - (42 - 9)) <= 2 and abs(rows.max() - (238 + 9)) <= 2
+    assert abs(ink[140].sum() - 18) <= 2  # the pen's 18 pixels of the pad, however large the pad is shown
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+
+
+def test_undo_removes_the_last_stroke_and_keys_undo_and_clear(fresh_page):
+    page = fresh_page(DESKTOP)
+    undo = page.get_by_role("button", name="Undo")
+    expect(undo).to_be_disabled()
+    blank = pad_image(page)
+    mouse_draw(page, SEVEN[:1])
+    bar = pad_image(page)
+    mouse_draw(page, SEVEN[1:])
+    expect(page.locator("#digit")).to_have_text("7", timeout=20000)
+    assert pad_image(page) != bar
+    # the leg goes, the bar is drawn again exactly as it was, and that is read anew
+    with page.expect_request(
+        lambda r: "/api/predict" in r.url and r.post_data_json["image"] == bar, timeout=20000
+    ):
+        undo.click()
+    assert pad_image(page) == bar
+    page.keyboard.press("Control+z")
+    assert pad_image(page) == blank
+    expect(undo).to_be_disabled()
+    expect(page.locator("#digit")).to_have_text("?")  # an empty pad: the page as it loaded
+    expect(page.locator("#confidence")).to_have_text("draw a digit")
+    expect(page.locator("#seen")).to_be_hidden()
+    for key in ("Meta+z", "Escape", "Delete"):
+        mouse_draw(page, ONE)
+        expect(page.locator("#digit")).to_have_text("1", timeout=20000)
+        page.keyboard.press(key)
+        assert pad_image(page) == blank, key
+        expect(page.locator("#digit")).to_have_text("?")
+        expect(page.locator("#timing")).to_have_text("")
+
+
+def test_the_pen_size_sets_the_stroke_width(fresh_page):
+    page = fresh_page(DESKTOP)
+    pen = page.get_by_label("pen size")
+    expect(pen).to_have_value("18")
+    widths, inks = {}, {}
+    for size in (6, 40):
+        page.keyboard.press("Escape")
+        pen.fill(str(size))
+        expect(page.locator("#pen-size")).to_have_text(str(size))
+        mouse_draw(page, ACROSS)
+        ink = grey(pad_image(page)) < 128
+        widths[size], inks[size] = ink[:, 140].sum(), ink.sum()
+    assert abs(widths[6] - 6) <= 2 and abs(widths[40] - 40) <= 2  # in pixels of the 280-pixel pad
+    assert inks[40] > 4 * inks[6]
+
+
+def test_dark_mode_darkens_the_page_but_not_what_the_model_is_sent(fresh_page):
+    page = fresh_page(DESKTOP)
+    assert brightness(page, "body", "backgroundColor") > 200
+    page.emulate_media(color_scheme="dark")  # the system turns dark
+    assert brightness(page, "body", "backgroundColor") < 50
+    assert brightness(page, "body", "color") > 180
+    assert brightness(page, ".result", "backgroundColor") < 60
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data_json["image"]) if "/api/predict" in r.url else None)
+    mouse_draw(page, ONE)
+    expect(page.locator("#digit")).to_have_text("1", timeout=20000)
+    final = pad_image(page)
+    deadline = time.monotonic() + 20
+    while final not in sent and time.monotonic() < deadline:  # the last answer may still be on its way
+        page.wait_for_timeout(100)
+    assert final in sent
+    for image in map(grey, sent):  # black ink on white paper, as in light mode
+        assert image.shape == (280, 280)
+        assert np.median(image) == 255 and image.min() == 0

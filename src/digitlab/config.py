@@ -14,12 +14,16 @@ MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few hundred bytes
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 MONITORS = ("val_acc", "val_loss")
+MLFLOW_DEFAULT_STORE = "default"  # --mlflow without a URI: MLflow's own default store
 
 
-def setting(default, help: str, *, flag: str = "", choices: tuple = (), cli: bool = True):
+def setting(
+    default, help: str, *, flag: str = "", choices: tuple = (), cli: bool = True, bare: str | None = None
+):
     """A TrainConfig field with what its command-line flag needs: help text, flag name
-    (default `--field-name`), allowed values; `cli=False` for fields no flag sets."""
-    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli}
+    (default `--field-name`), allowed values; `cli=False` for fields no flag sets; `bare`: the
+    value of the flag given without one. A bool's flag turns it on, or off if it defaults to True."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli, "bare": bare}
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -78,6 +82,15 @@ class TrainConfig:
     threads: int = setting(0, "CPU threads for torch (0 = torch's default)")
     compile: bool = setting(
         False, "torch.compile the model for training (pays off on a GPU; minutes of compiling on a CPU)"
+    )
+    tensorboard: bool = setting(
+        True, "write no TensorBoard event files (default: into RUN/tensorboard/)", flag="--no-tensorboard"
+    )
+    mlflow: str = setting(
+        "",
+        "also log the run to MLflow at this tracking URI; without one, MLflow's default store (what "
+        "`mlflow ui` shows). Needs pip install 'digitlab[mlflow]'",
+        bare=MLFLOW_DEFAULT_STORE,
     )
     out_dir: str = setting("runs", "parent folder for run folders", flag="--out")
     run_name: str = setting("", "run folder name (default <time>-<model>)", flag="--name")

@@ -40,21 +40,35 @@ def add_training_flags(parser: argparse.ArgumentParser, resume_what: str, lists:
     for config_field in flag_fields():
         kind, text, choices = (
             field_type(config_field),
-            config_field.metadata["help"],
+            config_field.metadata["help"].replace("%", "%%"),  # argparse formats help text with %
             config_field.metadata["choices"],
         )
         flag = flag_name(config_field)
         metavar = flag.removeprefix("--").upper().replace("-", "_")
-        if kind is bool:
-            settings.add_argument(flag, dest=config_field.name, action="store_true", default=None, help=text)
-        elif lists:
+        if kind is bool:  # the flag turns the setting on, or off where it defaults to on
+            action = "store_false" if config_field.default is True else "store_true"
+            settings.add_argument(flag, dest=config_field.name, action=action, default=None, help=text)
+            continue
+        bare = config_field.metadata.get("bare")  # the value of the flag given alone, if it may be
+        optional = {"nargs": "?", "const": bare} if bare is not None else {}
+        if lists:
             text += f" ({' | '.join(choices)})" if choices else ""
             settings.add_argument(
-                flag, dest=config_field.name, metavar=metavar, help=f"{text}; comma-separated for several"
+                flag,
+                dest=config_field.name,
+                metavar=metavar,
+                help=f"{text}; comma-separated for several",
+                **optional,
             )
         else:
             settings.add_argument(
-                flag, dest=config_field.name, type=kind, choices=choices or None, metavar=metavar, help=text
+                flag,
+                dest=config_field.name,
+                type=kind,
+                choices=choices or None,
+                metavar=metavar,
+                help=text,
+                **optional,
             )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
 

@@ -24,9 +24,10 @@ from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
 from digitlab.engine.calibration import calibration, fit_temperature
 from digitlab.engine.checkpoint import CheckpointMeta, unwrap
-from digitlab.engine.evaluate import Metrics, evaluate, predict_logits
+from digitlab.engine.evaluate import Metrics, evaluate, metrics_from_logits, predict_logits
 from digitlab.engine.optim import build_optimizer, build_scheduler
 from digitlab.engine.runs import Run, RunResult
+from digitlab.engine.tracking import Tracking, confusion_matrix
 from digitlab.errors import ConfigError, DataError, TrainingDiverged
 from digitlab.fileio import remove_stale_temporaries
 from digitlab.models import build_classifier, classifier_state, list_models
@@ -44,6 +45,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     config.validate()
     if config.model not in list_models():
         raise ConfigError(f"unknown model {config.model!r}; choose one of: {', '.join(list_models())}")
+    Tracking.check(config)
     return config
 
 
@@ -153,6 +155,7 @@ class Trainer:
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict] = []
+        self.tracking = Tracking.open(config, run, world.is_main)  # TensorBoard, MLflow
 
     @property
     def eval_model(self) -> nn.Module:
@@ -230,6 +233,8 @@ class Trainer:
         for step, (images, labels) in enumerate(bar):
             if self.augment.active:
                 images = self.augment(images, augment_rng)
+            if step == 0 and self.epoch == 0:
+                self.tracking.first_batch(images)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
@@ -339,6 +344,7 @@ class Trainer:
                     f"{train_acc:.4f}  {val_text}lr {row['lr']:.2e}  {row['seconds']:.1f}s"
                     + ("  *best" if better else "")
                 )
+                self.tracking.epoch(row)
             if config.patience and self.bad_epochs >= config.patience:
                 stopped_early = True
                 if main:
@@ -351,7 +357,8 @@ class Trainer:
         run, batch_size = self.run, self.config.eval_batch_size
         distributed.broadcast_object(None, self.world)  # wait until rank 0 wrote best
         best = run.load_best(device=str(self.device))
-        test = evaluate(best.model, self.test_data, batch_size)
+        logits = predict_logits(best.model, self.test_data.images, batch_size)
+        test = metrics_from_logits(logits, self.test_data.labels)
         # reported beside the best checkpoint's (as report 004 does); never used to choose
         test_last = (
             test if self.best_epoch == self.epoch else evaluate(self.eval_model, self.test_data, batch_size)
@@ -362,6 +369,9 @@ class Trainer:
         )
         if self.world.is_main:
             run.save_result(result)
+            classes = self.train_data.classes
+            confusion = confusion_matrix(logits.argmax(1), self.test_data.labels, len(classes))
+            self.tracking.end(result, confusion, classes)
             self.echo(
                 f"test accuracy {test.accuracy * 100:.2f}%  ({test.errors} errors of {test.n}, "
                 f"loss {test.loss:.4f}) with the best epoch {self.best_epoch}"
@@ -426,11 +436,13 @@ def train(
             f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}; "
             f"{len(trainer.train_data.classes)} classes, {balance_line(trainer.train_data.class_counts())}"
         )
-    try:
-        return trainer.fit()
-    except KeyboardInterrupt:
-        if world.is_main:
-            echo(
-                f"interrupted after epoch {trainer.epoch}; continue with: digitlab train --resume {run.path}"
-            )
-        raise
+    with trainer.tracking.start(trainer.epoch):
+        try:
+            return trainer.fit()
+        except KeyboardInterrupt:
+            if world.is_main:
+                echo(
+                    f"interrupted after epoch {trainer.epoch}; "
+                    f"continue with: digitlab train --resume {run.path}"
+                )
+            raise

@@ -1,0 +1,250 @@
+"""Experiment tracking: a run's curves, sample images, confusion matrix and settings in
+TensorBoard (RUN/tensorboard/, on by default) and in MLflow (with --mlflow).
+
+Only rank 0 tracks. Like every other write of a run, a full disk is an OSError that stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import torch
+
+from digitlab.config import MLFLOW_DEFAULT_STORE, TrainConfig
+from digitlab.engine.runs import Run, RunResult
+from digitlab.errors import ConfigError
+from digitlab.fileio import atomic_write_text
+
+MLFLOW_MISSING = "--mlflow needs the mlflow package: pip install 'digitlab[mlflow]'"
+TENSORBOARD_MISSING = "TensorBoard logging needs the tensorboard package: pip install tensorboard"
+EXPERIMENT = "digitlab"  # the MLflow experiment of every run
+# metrics.jsonl keys -> TensorBoard tags (a tag's prefix is its group: loss, accuracy)
+TAGS = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "val_loss_raw": "loss/val_without_ema",
+    "train_acc": "accuracy/train",
+    "val_acc": "accuracy/val",
+    "val_acc_raw": "accuracy/val_without_ema",
+    "lr": "learning_rate",
+    "seconds": "epoch_seconds",
+}
+
+
+def hyperparameters(config: TrainConfig) -> dict:
+    """The config as flat values (dicts as JSON), as both trackers take them."""
+    return {
+        k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in config.to_dict().items()
+    }
+
+
+def final_metrics(result: RunResult) -> dict:
+    """The end of the run in numbers: test and best-validation metrics, best epoch."""
+    values = {
+        "test_acc": result.test.accuracy,
+        "test_loss": result.test.loss,
+        "best_epoch": result.best_epoch,
+    }
+    if result.val:
+        values.update(best_val_acc=result.val.accuracy, best_val_loss=result.val.loss)
+    return values
+
+
+def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """(classes, classes) counts: row = true class, column = predicted class."""
+    index = labels.cpu().long() * classes + predicted.cpu().long()
+    return torch.bincount(index, minlength=classes * classes).reshape(classes, classes)
+
+
+def confusion_figure(confusion: torch.Tensor, classes: list[str]):
+    """The confusion matrix drawn as a matplotlib figure (counts written in when it is small)."""
+    from matplotlib.figure import Figure
+
+    n = len(classes)
+    size = min(3 + 0.5 * n, 12)
+    figure = Figure(figsize=(size, size), layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(confusion.log1p().numpy(), cmap="Blues")
+    axes.set(xlabel="predicted", ylabel="true", title="test set", xticks=range(n), yticks=range(n))
+    axes.set_xticklabels(classes, rotation=90 if max(map(len, classes)) > 2 else 0)
+    axes.set_yticklabels(classes)
+    if n <= 12:
+        peak = confusion.max().item()
+        for row, counts in enumerate(confusion.tolist()):
+            for column, count in enumerate(counts):
+                if count:
+                    colour = "white" if count > peak / 2 else "black"
+                    axes.text(column, row, count, ha="center", va="center", fontsize=8, color=colour)
+    return figure
+
+
+class TensorBoard:
+    """Event files in `Run.path/tensorboard`: per-epoch scalars, the first training batch,
+    and at the end the hyper-parameters with the final metrics and the confusion matrix."""
+
+    def __init__(self, run: Run, config: TrainConfig):
+        self.folder, self.config, self.writer = run.path / "tensorboard", config, None
+
+    def start(self, epoch: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # a resumed run discards whatever an earlier process logged after its last saved epoch
+        self.writer = SummaryWriter(str(self.folder), purge_step=epoch + 1 if epoch else 0)
+        self.thread_hook, threading.excepthook = threading.excepthook, self.writer_thread_failed
+
+    def writer_thread_failed(self, args) -> None:
+        """The writer writes in a thread of its own; its OSError (a full disk) comes again from
+        the next call in the training thread, which reports it in one line: no thread traceback."""
+        writer_thread = type(args.thread).__module__.startswith("tensorboard.")
+        if not (writer_thread and issubclass(args.exc_type, OSError)):
+            self.thread_hook(args)
+
+    def first_batch(self, images: torch.Tensor) -> None:
+        self.writer.add_images("train/first_batch", images[:64].detach().float().cpu(), 0)
+
+    def epoch(self, row: dict) -> None:
+        for key, value in row.items():
+            if key != "epoch" and value is not None:
+                self.writer.add_scalar(TAGS.get(key, key), value, row["epoch"])
+        self.writer.flush()  # visible in a running TensorBoard now; a full disk fails here
+
+    def end(self, result: RunResult, confusion: torch.Tensor, classes: list[str]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        step, metrics = result.epochs_run, {f"hparam/{k}": v for k, v in final_metrics(result).items()}
+        for summary in hparams(hyperparameters(self.config), metrics):  # into this folder, not a subfolder
+            self.writer.file_writer.add_summary(summary, step)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.add_figure("test/confusion_matrix", confusion_figure(confusion, classes), step)
+        self.writer.flush()
+
+    def close(self, status: str) -> None:
+        if self.writer:
+            try:
+                self.writer.close()
+            finally:
+                threading.excepthook = self.thread_hook
+
+
+def mlflow_client(uri: str):
+    """An MlflowClient of the tracking store `uri`, connected; ConfigError if it cannot be."""
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        raise ConfigError(MLFLOW_MISSING) from None
+    default = uri == MLFLOW_DEFAULT_STORE
+    try:
+        client = mlflow.MlflowClient(None if default else uri)
+        client.search_experiments(max_results=1)
+    except (MlflowException, ImportError) as err:  # ImportError: a store needing more packages
+        where = f"MLflow's default store {mlflow.get_tracking_uri()}" if default else uri
+        raise ConfigError(f"--mlflow: {where}: {err}") from None
+    return client
+
+
+class MLflow:
+    """One MLflow run per run folder (a resumed run continues it): the config as parameters,
+    every metrics.jsonl value per epoch (step = epoch), final metrics, the checkpoint as artifact.
+
+    `client` is an mlflow.MlflowClient, or anything with the few of its methods used here.
+    """
+
+    def __init__(self, run: Run, config: TrainConfig, client):
+        self.run, self.config, self.client, self.run_id = run, config, client, None
+        self.id_path = run.path / "mlflow_run_id"
+
+    def start(self, epoch: int) -> None:
+        if self.id_path.exists():  # --resume: the same MLflow run, its parameters already logged
+            self.run_id = self.id_path.read_text().strip()
+            self.client.update_run(self.run_id, "RUNNING")
+            return
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(EXPERIMENT)
+        tags = {"digitlab.run_folder": str(self.run.path.resolve())}
+        self.run_id = self.client.create_run(
+            experiment_id, run_name=self.run.path.name, tags=tags
+        ).info.run_id
+        atomic_write_text(self.id_path, self.run_id + "\n")
+        for key, value in hyperparameters(self.config).items():
+            self.client.log_param(self.run_id, key, value)
+
+    def first_batch(self, images: torch.Tensor) -> None:
+        pass
+
+    def epoch(self, row: dict) -> None:
+        for key, value in row.items():
+            if key != "epoch" and value is not None:
+                self.client.log_metric(self.run_id, key, value, step=row["epoch"])
+
+    def end(self, result: RunResult, confusion: torch.Tensor, classes: list[str]) -> None:
+        for key, value in final_metrics(result).items():
+            self.client.log_metric(self.run_id, key, value, step=result.epochs_run)
+        best, reports = self.run.best_path, [self.run.path / name for name in ("report.html", "report.md")]
+        for path in [best, best.with_suffix(".json"), *reports]:
+            if path.exists():
+                self.client.log_artifact(self.run_id, str(path))
+
+    def close(self, status: str) -> None:
+        if self.run_id:
+            self.client.set_terminated(self.run_id, status)
+
+
+class Tracking:
+    """Every tracker of one run behind one set of calls; no tracker on ranks other than 0.
+
+    `with tracking.start(epoch):` around the training; the run ends FINISHED, KILLED (Ctrl-C)
+    or FAILED by how the block ends.
+    """
+
+    def __init__(self, trackers: list):
+        self.trackers = trackers
+
+    @staticmethod
+    def check(config: TrainConfig) -> None:
+        """ConfigError, before any run folder exists, if a tracker's package is not installed."""
+        if config.tensorboard:
+            try:
+                import torch.utils.tensorboard  # noqa: F401
+            except ImportError:
+                raise ConfigError(TENSORBOARD_MISSING) from None
+        if config.mlflow:
+            try:
+                import mlflow  # noqa: F401
+            except ImportError:
+                raise ConfigError(MLFLOW_MISSING) from None
+
+    @classmethod
+    def open(cls, config: TrainConfig, run: Run, main: bool) -> Tracking:
+        """The trackers `config` asks for; an MLflow store that cannot be reached is a ConfigError now."""
+        if not main:
+            return cls([])
+        trackers = [MLflow(run, config, mlflow_client(config.mlflow))] if config.mlflow else []
+        return cls(trackers + ([TensorBoard(run, config)] if config.tensorboard else []))
+
+    def start(self, epoch: int) -> Tracking:
+        for tracker in self.trackers:
+            tracker.start(epoch)
+        return self
+
+    def first_batch(self, images: torch.Tensor) -> None:
+        for tracker in self.trackers:
+            tracker.first_batch(images)
+
+    def epoch(self, row: dict) -> None:
+        for tracker in self.trackers:
+            tracker.epoch(row)
+
+    def end(self, result: RunResult, confusion: torch.Tensor, classes: list[str]) -> None:
+        for tracker in self.trackers:
+            tracker.end(result, confusion, classes)
+
+    def __enter__(self) -> Tracking:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        status = "FINISHED" if kind is None else "KILLED" if kind is KeyboardInterrupt else "FAILED"
+        for tracker in self.trackers:
+            tracker.close(status)

@@ -190,3 +190,14 @@ def test_a_bare_digitlab_prints_its_commands(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "usage: digitlab" in out and "predict" in out and "serve" in out
+
+
+def test_every_command_has_a_help_page(capsys):
+    from digitlab.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_code:
+            main([name, "--help"])
+        assert exit_code.value.code == 0, name
+        assert f"usage: digitlab {name}" in capsys.readouterr().out

@@ -143,3 +143,11 @@ def test_compiled_training_gives_a_plain_loadable_checkpoint(tmp_path):
     assert result.test.accuracy > 0.9
     checkpoint = load_checkpoint(result.run_dir)  # no torch.compile wrapper names in the weights
     assert not any("_orig_mod" in key for key in checkpoint.model.state_dict())
+
+
+def test_the_fitted_temperature_is_always_a_number():
+    from digitlab.engine.calibration import fit_temperature
+
+    assert fit_temperature(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0])) == 1.0
+    noisy = torch.randn(200, 10, generator=torch.Generator().manual_seed(0)) * 5
+    assert 0.05 <= fit_temperature(noisy, torch.randint(0, 10, (200,))) <= 20

@@ -3,6 +3,7 @@ the trainer fits on the validation split so that the model's probabilities mean 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,4 +47,5 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return value
 
     optimiser.step(loss)
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
+    return temperature if math.isfinite(temperature) else 1.0  # a handful of images can diverge the fit

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import torch
 
@@ -90,8 +91,16 @@ class TensorBoard:
         from torch.utils.tensorboard import SummaryWriter
 
         # a resumed run discards whatever an earlier process logged after its last saved epoch
+        self._after_earlier_files()
         self.writer = SummaryWriter(str(self.folder), purge_step=epoch + 1 if epoch else 0)
         self.thread_hook, threading.excepthook = threading.excepthook, self.writer_thread_failed
+
+    def _after_earlier_files(self) -> None:
+        """Wait, if need be, for the next second: event files are read in name order, and a name
+        holds the second it was made in, so a resumed run's file must not share one with the last."""
+        made = [int(p.name.split(".")[3]) for p in self.folder.glob("events.out.tfevents.*")]
+        while made and int(time.time()) <= max(made):
+            time.sleep(0.05)
 
     def writer_thread_failed(self, args) -> None:
         """The writer writes in a thread of its own; its OSError (a full disk) comes again from

@@ -11,10 +11,10 @@ import os
 import sys
 
 from digitlab._version import __version__
-from digitlab.cli import catalog, deploy, results, train
+from digitlab.cli import catalog, deploy, results, train, tune
 from digitlab.errors import DigitlabError
 
-COMMAND_GROUPS = [train, results, deploy, catalog]
+COMMAND_GROUPS = [train, tune, results, deploy, catalog]
 
 
 def build_parser() -> argparse.ArgumentParser:

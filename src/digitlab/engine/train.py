@@ -107,6 +107,7 @@ class Trainer:
         echo: Callable[[str], None],
         world: distributed.World,
         device: torch.device,
+        on_epoch: Callable[[int, Metrics | None], bool | None] | None = None,
     ):
         self.config, self.run, self.progress, self.echo, self.world = (
             config,
@@ -115,7 +116,7 @@ class Trainer:
             echo,
             world,
         )
-        self.device = device
+        self.device, self.on_epoch = device, on_epoch
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -345,6 +346,11 @@ class Trainer:
                     + ("  *best" if better else "")
                 )
                 self.tracking.epoch(row)
+            if self.on_epoch and self.on_epoch(self.epoch, val) is False:
+                stopped_early = True
+                if main:
+                    self.echo(f"stopped after epoch {self.epoch} by its caller (on_epoch)")
+                break
             if config.patience and self.bad_epochs >= config.patience:
                 stopped_early = True
                 if main:
@@ -385,9 +391,11 @@ def train(
     progress: bool | None = None,
     quiet: bool = False,
     epochs: int | None = None,
+    on_epoch: Callable[[int, Metrics | None], bool | None] | None = None,
 ) -> TrainResult:
     """Train `config` into a new run folder, or continue the run folder `resume` (to `epochs`
-    in all, when given: a resumed run can be extended)."""
+    in all, when given: a resumed run can be extended). `on_epoch(epoch, val metrics)` runs
+    after each epoch is saved; returning False stops the run there, as early stopping does."""
     world = distributed.current_world()
     if resume is not None:
         run = Run.open(resume)
@@ -415,7 +423,7 @@ def train(
             tqdm.write(line)
 
     try:
-        trainer = Trainer(config, run, progress, echo, world, device)
+        trainer = Trainer(config, run, progress, echo, world, device, on_epoch)
     except BaseException:
         if resume is None and world.is_main:
             run.discard()  # a run that never started leaves no folder behind

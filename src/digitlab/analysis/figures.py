@@ -104,22 +104,130 @@ def confusion_heatmap(
 
 
 def digit_grid(
-    images: np.ndarray, captions: list[str], path: str | Path, title: str, columns: int = 5
+    images: np.ndarray,
+    captions: list[str],
+    path: str | Path,
+    title: str,
+    columns: int = 5,
+    attributions: np.ndarray | None = None,
 ) -> Path:
-    """Images (N, 28, 28) in a grid, each with a caption."""
+    """Images (N, 28, 28) in a grid, each with a caption; with `attributions` (N, 28, 28), each
+    image has its attribution overlay beside it (`attribution_overlay`, scaled per image)."""
     n = max(len(images), 1)
     rows = -(-n // columns)
     # long class names ("Ankle boot → Sneaker (90%)") wrap onto more lines and get wider cells
-    captions = [textwrap.fill(caption, 16) for caption in captions]
+    captions = [textwrap.fill(caption, 16 if attributions is None else 30) for caption in captions]
     lines = max((caption.count("\n") + 1 for caption in captions), default=1)
-    size = ((1.25 if lines == 1 else 1.6) * columns, (1.2 + 0.3 * lines) * rows)
+    width = (1.25 if lines == 1 else 1.6) if attributions is None else 2.3
+    size = (width * columns, (1.2 + 0.3 * lines) * rows)
     fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
-        ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+    for i, (ax, image, caption) in enumerate(zip(axes.flat, images, captions, strict=False)):
+        if attributions is None:
+            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        else:  # the digit, a white gap, the overlay: one picture, one caption centred over the pair
+            gap = np.ones((28, 3, 3))
+            digit = np.repeat(1 - np.asarray(image, np.float64)[..., None] / 255, 3, axis=2)
+            ax.imshow(np.concatenate([digit, gap, attribution_overlay(image, attributions[i])], axis=1))
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+ATTRIBUTION_CMAP = "RdBu_r"  # red: raises the class's score; blue: lowers it; white: no effect
+METHOD_TITLES = {"integrated-gradients": "integrated gradients", "saliency": "saliency (signed gradient)"}
+
+
+def attribution_scale(attributions: np.ndarray) -> float:
+    """The |attribution| that gets full colour: the 99th percentile, so one extreme pixel does
+    not wash out the rest (larger values are clipped)."""
+    magnitude = np.abs(np.asarray(attributions, np.float64))
+    scale = float(np.quantile(magnitude, 0.99)) if magnitude.size else 0.0
+    return scale if scale > 0 else float(magnitude.max(initial=0.0)) or 1.0
+
+
+def attribution_overlay(image: np.ndarray, attribution: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """An RGB picture (28, 28, 3): the digit in grey (ink darker) under the attribution in a
+    diverging colour map, opaque where |attribution| reaches `scale`, clear where it is 0."""
+    scale = scale or attribution_scale(attribution)
+    ink = np.asarray(image, np.float64) / 255
+    grey = np.repeat((1 - 0.6 * ink)[..., None], 3, axis=2)
+    relative = np.clip(np.asarray(attribution, np.float64) / scale, -1, 1)
+    colour = plt.get_cmap(ATTRIBUTION_CMAP)((relative + 1) / 2)[..., :3]
+    alpha = np.abs(relative)[..., None] ** 0.7  # faint attributions stay visible
+    return alpha * colour + (1 - alpha) * grey
+
+
+def _short(text: str, width: int) -> str:
+    """`text` cut in the middle to at most `width` characters (long file paths in titles)."""
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width - width // 2) :]
+
+
+def explanation_figure(explanation, path: str | Path) -> Path:
+    """The input the model saw and the attribution overlays for its two likeliest classes, on
+    one shared colour scale (an `explain.Explanation`)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = attribution_scale(explanation.attributions)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.6), layout="constrained")
+    axes[0].imshow(explanation.image, cmap="gray_r", vmin=0, vmax=255)
+    axes[0].set_title("input, as the model sees it", fontsize=10)
+    for ax, what, name, probability, attribution in zip(
+        axes[1:],
+        ("predicted", "runner-up"),
+        explanation.classes,
+        explanation.probabilities,
+        explanation.attributions,
+        strict=True,
+    ):
+        ax.imshow(attribution_overlay(explanation.image, attribution, scale))
+        ax.set_title(f"{what}: {_short(name, 16)} ({probability:.1%})", fontsize=10)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bar = fig.colorbar(
+        ScalarMappable(Normalize(-scale, scale), ATTRIBUTION_CMAP), ax=axes[1:], shrink=0.8, pad=0.02
+    )
+    bar.set_label("attribution (red: for the class, blue: against)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    method = METHOD_TITLES.get(explanation.method, explanation.method)
+    fig.suptitle(f"{_short(Path(explanation.name).name, 50)} — {method}")
+    return _save(fig, path)
+
+
+def embedding_scatter(embedding, path: str | Path, title: str = "") -> Path:
+    """The 2-D map of an `embedding.Embedding`: one dot per image coloured by its true class,
+    the model's mistakes marked with a black x, a legend of the class names."""
+    classes = embedding.classes
+    n = len(classes)
+    palette = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
+    colours = [palette(i if n <= 20 else i / max(n - 1, 1)) for i in range(n)]
+    columns = -(-n // 24)  # 47 EMNIST classes: two legend columns
+    fig, ax = plt.subplots(figsize=(7.5 + 1.2 * columns, 6.4), layout="constrained")
+    x, y = embedding.coordinates[:, 0], embedding.coordinates[:, 1]
+    for c, name in enumerate(classes):
+        chosen = embedding.labels == c
+        if chosen.any():
+            ax.scatter(x[chosen], y[chosen], s=7, color=colours[c], label=name, linewidths=0)
+    wrong = embedding.mistakes
+    ax.scatter(
+        x[wrong], y[wrong], s=22, marker="x", color="black", linewidths=0.9, label=f"mistake ({wrong.sum()})"
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2")
+    ax.legend(
+        title="true class",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8,
+        ncols=columns,
+        markerscale=2,
+        frameon=False,
+    )
+    ax.set_title(title or f"t-SNE map of the penultimate-layer features ({len(x):,} test images)")
     return _save(fig, path)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 
 from digitlab.analysis import figures
 from digitlab.analysis.document import Document
+from digitlab.analysis.embedding import EMBEDDED, data_embedding
+from digitlab.analysis.explain import attribute_images
 from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
 from digitlab.analysis.predictions import hardest_mistakes, predict
 from digitlab.analysis.summary import model_summary
@@ -34,8 +36,9 @@ def num(value: float | None, digits: int = 4) -> str:
 RUN_PLACE = ("out_dir", "run_name", "preset")  # where a run was written, not how it trained
 
 
-def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
-    """Write report.html (self-contained) and report.md (+ figures/) into the run folder.
+def write_report(run_dir: str | Path, mistakes: int = 25, embedded: int = EMBEDDED) -> tuple[Path, Path]:
+    """Write report.html (self-contained) and report.md (+ figures/) into the run folder;
+    `embedded` test images go on the embedding map.
 
     A crashed or unfinished run gets a report of what exists, saying what is missing.
     """
@@ -88,7 +91,8 @@ def write_report(run_dir: str | Path, mistakes: int = 25) -> tuple[Path, Path]:
     _setup_section(doc, config, best)
     _results_section(doc, rows, result, figure_dir, config.model)
     if best:
-        _error_section(doc, run, config, figure_dir, mistakes)
+        checkpoint, test_data = _error_section(doc, run, config, figure_dir, mistakes)
+        _embedding_section(doc, checkpoint, test_data, figure_dir, embedded)
     else:
         doc.heading("Error analysis")
         doc.warning("No best checkpoint yet: no error analysis.")
@@ -166,9 +170,11 @@ def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) 
         )
 
 
-def _error_section(doc: Document, run: Run, config, figure_dir: Path, mistakes: int) -> None:
+def _error_section(doc: Document, run: Run, config, figure_dir: Path, mistakes: int):
+    """The error analysis; returns the checkpoint and the test set it loaded."""
     checkpoint = run.load_best()
-    predictions = predict([checkpoint], load_dataset(config.data, "test"))
+    test_data = load_dataset(config.data, "test")
+    predictions = predict([checkpoint], test_data)
     classes = predictions.classes
     matrix = confusion_matrix(predictions.labels, predictions.predicted, len(classes))
     doc.heading("Error analysis")
@@ -191,14 +197,18 @@ def _error_section(doc: Document, run: Run, config, figure_dir: Path, mistakes: 
         f"({predictions.probabilities[i].max():.0%})"
         for i in hardest
     ]
+    images = predictions.images[hardest]
     doc.figure(
         figures.digit_grid(
-            predictions.images[hardest],
+            images,
             captions,
             figure_dir / "mistakes.png",
             f"{len(hardest)} misclassified test images, most confident first",
+            attributions=attribute_images(checkpoint.model, images, predictions.predicted[hardest]),
         ),
-        "Misclassified test images: true → predicted (model confidence).",
+        "Misclassified test images: true → predicted (model confidence). Beside each, integrated "
+        "gradients for the predicted (wrong) class: red pixels pushed the model towards it, blue "
+        "away from it (colours scaled per image).",
     )
     pairs = confused_pairs(matrix, classes)
     doc.paragraph(
@@ -218,6 +228,24 @@ def _error_section(doc: Document, run: Run, config, figure_dir: Path, mistakes: 
         f"Calibration: expected calibration error {calib.ece * 100:.2f} % (15 bins).",
     )
     np.save(figure_dir / "confusion.npy", matrix)
+    return checkpoint, test_data
+
+
+def _embedding_section(doc: Document, checkpoint, test_data, figure_dir: Path, embedded: int) -> None:
+    embedding = data_embedding(checkpoint.model, test_data, embedded)
+    doc.heading("Embedding map")
+    doc.paragraph(
+        f"What the network's last hidden layer makes of {len(embedding.labels):,} test images"
+        + (" (a seeded sample)" if len(test_data) > embedded else "")
+        + ": their features (the input of the final linear layer) laid out in two dimensions by "
+        "t-SNE, so images the network finds alike lie close together: each class should form its "
+        f"own cluster, and mistakes (black x, {int(embedding.mistakes.sum())} here) sit where clusters meet "
+        "or inside the wrong one."
+    )
+    doc.figure(
+        figures.embedding_scatter(embedding, figure_dir / "embedding.png"),
+        "t-SNE map of the penultimate-layer features, coloured by true class; x: misclassified.",
+    )
 
 
 def _timing_section(doc: Document, rows, result) -> None:

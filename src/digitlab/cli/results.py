@@ -1,4 +1,4 @@
-"""Commands that measure and explain trained models: `test`, `compare`, `report`, `audit`."""
+"""Commands that measure and explain trained models: `test`, `compare`, `report`, `audit`, `explain`."""
 
 from __future__ import annotations
 
@@ -137,4 +137,44 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [add_test, add_compare, add_report, add_audit]
+def add_explain(commands) -> None:
+    parser = commands.add_parser(
+        "explain",
+        help="show which pixels made a model read an image as it did",
+        description="For each image (brought into MNIST's form as `predict` does), draw attribution "
+        "maps (Captum) for the predicted class and the runner-up over the 28x28 digit the model saw: "
+        "red pixels raise the class's score, blue lower it. One PNG per image, named after it.",
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, metavar="CHECKPOINT", help="run folder, best.safetensors or a shipped model"
+    )
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "--out", type=Path, default=Path("explain"), metavar="DIR", help="folder for the PNGs (created)"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("integrated-gradients", "saliency"),
+        default="integrated-gradients",
+        help="integrated gradients from a black image (default), or saliency (the signed gradient)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing PNGs in --out")
+    parser.set_defaults(handler=run_explain)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from digitlab.analysis.explain import explain_files, output_paths
+    from digitlab.engine.checkpoint import load_checkpoint
+
+    output_paths(args.images, args.out, args.overwrite)  # refuse before loading anything
+    checkpoint = load_checkpoint(args.checkpoint)
+    for explanation, written in explain_files(checkpoint, args.images, args.out, args.method, args.overwrite):
+        (first, second), (p_first, p_second) = explanation.classes, explanation.probabilities
+        print(
+            f"{explanation.name}: {first} ({p_first:.1%})  runner-up {second} ({p_second:.1%})  "
+            f"wrote {written}"
+        )
+    return 0
+
+
+COMMANDS = [add_test, add_compare, add_report, add_audit, add_explain]

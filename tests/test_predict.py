@@ -80,8 +80,8 @@ def test_predict_bad_input(trained_checkpoint, tmp_path, capsys):
     assert "white.png: not a digit" in capsys.readouterr().out  # blank paper is an answer
     assert main(["predict", str(trained_checkpoint), str(tmp_path / "blank.png")]) == 1
     assert "blank.png: not a readable image" in capsys.readouterr().err  # an empty file is not
-    assert main(["predict", str(tmp_path / "white.png")]) == 2
-    assert "give a checkpoint" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "white.png")]) == 0  # no checkpoint: the shipped default
+    assert "white.png: not a digit" in capsys.readouterr().out
 
 
 def test_cli_test_ensembles_several_checkpoints(trained_checkpoint, second_checkpoint, small_idx_dir, capsys):

@@ -60,3 +60,22 @@ def test_predictor_pretrained(capsys):
     assert predictor.predict(f"{EXAMPLES}/two-transparent.png").label == "2"
     with pytest.raises(CheckpointError, match="shipped: "):
         Predictor.pretrained("nope")
+
+
+def test_the_default_model_ships_reads_mnist_and_says_not_a_digit(mnist_test):
+    predictor = Predictor.pretrained()  # the default
+    assert predictor.classes[-1] == "not a digit"
+    # the digit predict reads, measured here (`digitlab test` is strict, a digit read as "not a
+    # digit" counting as an error, and is checked against the card by the test above)
+    readings = predictor.predict_mnist(mnist_test.images.numpy())
+    right = sum(p.label == str(int(y)) for p, y in zip(readings, mnist_test.labels, strict=True)) / len(
+        readings
+    )
+    assert right >= 0.995 and abs(right - CARDS["default"].mnist_test["label_accuracy"]) <= 2e-4
+    assert predictor.predict(f"{EXAMPLES}/seven-scan.jpg").verdict == "digit"
+
+
+def test_predict_without_a_checkpoint_uses_the_default_model(capsys):
+    assert main(["predict", f"{EXAMPLES}/seven-scan.jpg", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["digit"] == "7" and line["verdict"] == "digit"

@@ -52,7 +52,8 @@ class ModelCard:
             f"  reproduce      {self.command}",
             f"  MNIST test     {test['accuracy'] * 100:.2f} % ({test['errors']} errors of {test['n']:,})"
             + (
-                f"; verdict 'digit' for {test['verdict_digit'] * 100:.2f} %"
+                f"; the digit read right {test['label_accuracy'] * 100:.2f} %, "
+                f"verdict 'digit' for {test['verdict_digit'] * 100:.2f} %"
                 if "verdict_digit" in test
                 else ""
             ),

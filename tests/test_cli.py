@@ -156,7 +156,7 @@ def test_every_config_field_has_a_flag_and_every_flag_a_field(command):
 
     from digitlab.config import TrainConfig
 
-    own_flags = {"help", "preset", "config", "resume", "quiet", "report"}
+    own_flags = {"help", "preset", "config", "resume", "quiet", "report", "json"}
     actions = [a for a in command_parser(command)._actions if a.dest not in own_flags]
     with_flags = {f.name for f in fields(TrainConfig) if f.metadata["cli"]}
     assert {a.dest for a in actions} == with_flags

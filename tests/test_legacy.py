@@ -60,7 +60,7 @@ def test_a_format_1_run_predicts_the_same_probabilities(mnist_test):
 
 def test_a_format_1_run_is_compared(legacy_run, capsys, tmp_path):
     assert main(["compare", str(legacy_run), "--out", str(tmp_path)]) == 0
-    assert "0.9649" in capsys.readouterr().out
+    assert "96.49 %" in capsys.readouterr().out
 
 
 def rewrite_metadata(checkpoint: Path, meta) -> None:

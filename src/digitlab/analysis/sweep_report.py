@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from digitlab.analysis import figures
-from digitlab.analysis.compare import COLUMNS, compare_runs, format_cell, write_tables
+from digitlab.analysis.compare import compare_runs, table_cell, table_columns, write_tables
 from digitlab.analysis.document import Document
 from digitlab.engine.runs import Run
 from digitlab.engine.sweep import SweepResult
@@ -28,6 +28,7 @@ def write_sweep_report(sweep: SweepResult) -> list[dict]:
         figures.sweep_curves(curves, folder / "curves.png", f"sweep {folder.name}"),
         "Validation loss (solid), training loss (dotted) and validation accuracy per run.",
     )
-    doc.table(COLUMNS, [[format_cell(row[c]) for c in COLUMNS] for row in rows])
+    columns = table_columns(rows)  # the compared few; results.csv has every column
+    doc.table(columns, [[table_cell(row, c) for c in columns] for row in rows])
     doc.write(folder)
     return rows

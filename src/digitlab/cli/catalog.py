@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from digitlab.cli.output import add_json_flag, print_json
 
 
 def add_models(commands) -> None:
@@ -16,6 +17,7 @@ def add_models(commands) -> None:
         "`digitlab models NAME` shows a shipped model's card.",
     )
     parser.add_argument("name", nargs="?", help="a shipped model: show its card")
+    add_json_flag(parser, "print one JSON object (the card, with NAME)")
     parser.set_defaults(handler=run_models)
 
 
@@ -24,7 +26,22 @@ def run_models(args: argparse.Namespace) -> int:
     from digitlab.models import build_model, count_parameters, list_models, model_description
 
     if args.name:
-        print(model_card(args.name).text())
+        card = model_card(args.name)
+        if args.json:
+            print_json(card.to_dict())
+        else:
+            print(card.text())
+        return 0
+    if args.json:
+        architectures = [
+            {
+                "name": name,
+                "parameters": count_parameters(build_model(name)),
+                "description": model_description(name),
+            }
+            for name in list_models()
+        ]
+        print_json({"architectures": architectures, "shipped": [c.to_dict() for c in model_cards().values()]})
         return 0
     print("architectures (digitlab train --model NAME):")
     for name in list_models():
@@ -39,24 +56,59 @@ def run_models(args: argparse.Namespace) -> int:
 def add_summary(commands) -> None:
     parser = commands.add_parser("summary", help="layer table of one architecture")
     parser.add_argument("name", help="architecture name")
+    add_json_flag(parser, "print one JSON object: parameters and the layers")
     parser.set_defaults(handler=run_summary)
 
 
 def run_summary(args: argparse.Namespace) -> int:
     from digitlab.analysis.summary import model_summary
 
+    if args.json:
+        print_json(summary_dict(args.name))
+        return 0
     print(model_summary(args.name))
     return 0
 
 
+def summary_dict(name: str) -> dict:
+    """The layer table as data: name, parameters, and per layer its depth, type, shape, parameters."""
+    from torchinfo import summary
+
+    from digitlab.models import build_model
+
+    stats = summary(build_model(name), input_size=(1, 1, 28, 28), depth=3, verbose=0, device="cpu")
+    layers = [
+        {
+            "depth": layer.depth,
+            "layer": layer.class_name,
+            "name": layer.var_name,
+            "output_shape": layer.output_size,
+            "parameters": layer.num_params,
+        }
+        for layer in stats.summary_list
+    ]
+    return {
+        "name": name,
+        "parameters": stats.total_params,
+        "trainable_parameters": stats.trainable_params,
+        "layers": layers,
+    }
+
+
 def add_presets(commands) -> None:
     parser = commands.add_parser("presets", help="list the named training set-ups")
+    add_json_flag(parser, "print one JSON object: name -> description and settings")
     parser.set_defaults(handler=run_presets)
 
 
 def run_presets(args: argparse.Namespace) -> int:
     from digitlab.config import PRESETS
 
+    if args.json:
+        print_json(
+            {name: {"description": p.description, "settings": p.settings} for name, p in PRESETS.items()}
+        )
+        return 0
     for name, preset in PRESETS.items():
         settings = " ".join(f"{k}={v}" for k, v in preset.settings.items())
         print(f"{name:<15} {preset.description}\n{'':<15} {settings}")
@@ -66,13 +118,13 @@ def run_presets(args: argparse.Namespace) -> int:
 def add_data(commands) -> None:
     parser = commands.add_parser("data", help="data set tools")
     actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    actions.add_parser("list", help="the named data sets and where they are").set_defaults(
-        handler=run_data_list
-    )
+    listing = actions.add_parser("list", help="the named data sets and where they are")
+    add_json_flag(listing, "print one JSON object: the data sets")
+    listing.set_defaults(handler=run_data_list)
 
     info = actions.add_parser("info", help="sizes, classes and class balance of a data set, file or folder")
     info.add_argument("source", help="data set name, .npz/.csv file or folder")
-    info.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(info, "print one JSON object")
     info.set_defaults(handler=run_data_info)
 
     fetch = actions.add_parser(
@@ -92,18 +144,23 @@ def add_data(commands) -> None:
     fetch.add_argument(
         "--timeout", type=float, default=30.0, help="seconds without data before a mirror is dropped"
     )
+    add_json_flag(fetch, "print one JSON object: the data set and its folder")
     fetch.set_defaults(handler=run_data_fetch)
 
     verify = actions.add_parser(
         "verify", help="check a data set's files against their checksums (default: the shipped MNIST)"
     )
     verify.add_argument("name", nargs="?", default="mnist", help="data set name (default mnist)")
+    add_json_flag(verify, "print one JSON object: each file and whether it matches")
     verify.set_defaults(handler=run_data_verify)
 
 
 def run_data_list(args: argparse.Namespace) -> int:
     from digitlab.data.info import catalogue
 
+    if args.json:
+        print_json({"datasets": catalogue()})
+        return 0
     print(f"{'name':16} {'classes':>7} {'train':>8} {'test':>7}  where")
     for row in catalogue():
         train, test = (f"{row[split]:,}" if row[split] else "?" for split in ("train", "test"))
@@ -116,7 +173,7 @@ def run_data_info(args: argparse.Namespace) -> int:
 
     info = describe(args.source)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return 0
     for key in ("title", "where", "homepage", "license"):
         if info.get(key):
@@ -135,6 +192,9 @@ def run_data_fetch(args: argparse.Namespace) -> int:
     from digitlab.data import store
 
     folder = store.fetch(args.name, mirrors=args.mirror, from_dir=args.from_dir, timeout=args.timeout)
+    if args.json:
+        print_json({"name": args.name, "folder": str(folder)})
+        return 0
     print(f"{args.name}: ready in {folder}")
     return 0
 
@@ -143,8 +203,12 @@ def run_data_verify(args: argparse.Namespace) -> int:
     from digitlab.data import store, verify_shipped
 
     results = verify_shipped() if args.name == "mnist" else store.verify(args.name)
-    for name, ok in results:
-        print(f"{'ok ' if ok else 'BAD'} {name}")
+    if args.json:
+        files = [{"file": name, "ok": ok} for name, ok in results]
+        print_json({"name": args.name, "ok": all(ok for _, ok in results), "files": files})
+    else:
+        for name, ok in results:
+            print(f"{'ok ' if ok else 'BAD'} {name}")
     if not all(ok for _, ok in results):
         print(f"digitlab: error: {args.name} files do not match their checksums", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from digitlab.cli.output import add_json_flag, print_json
 from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
 from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
 from digitlab.errors import ConfigError, DigitlabError
@@ -279,7 +280,13 @@ def add_export(commands) -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="run folder or best.safetensors")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
-    parser.add_argument("--out", type=Path, help="output file (default: beside the checkpoint)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="the .onnx file to write (default: the checkpoint's name with .onnx, beside it)",
+    )
+    add_json_flag(parser, "print one JSON object: the file, its size and the check's numbers")
     parser.set_defaults(handler=run_export)
 
 
@@ -287,6 +294,17 @@ def run_export(args: argparse.Namespace) -> int:
     from digitlab.inference.export import export_onnx
 
     report = export_onnx(args.checkpoint, args.out)
+    if args.json:
+        print_json(
+            {
+                "path": str(report.path),
+                "size_bytes": report.size_bytes,
+                "images": report.images,
+                "max_abs_diff": float(report.max_abs_diff),
+                "agreement": float(report.agreement),
+            }
+        )
+        return 0
     print(f"wrote {report.path} ({report.size_bytes / 1024:.0f} KiB)")
     print(
         f"checked on {report.images} MNIST test images with ONNX Runtime: max |logit difference| "

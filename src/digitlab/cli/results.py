@@ -6,6 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from digitlab.cli.output import (
+    add_deprecated_alias,
+    add_json_flag,
+    add_overwrite_flag,
+    print_json,
+    progress,
+    refuse_existing,
+)
 from digitlab.errors import ConfigError
 
 
@@ -61,20 +69,32 @@ def add_compare(commands) -> None:
     parser = commands.add_parser(
         "compare",
         help="results table of several runs",
-        description="Print the best/last-epoch results table of several runs; write it as Markdown and CSV.",
+        description="Print the results table of several runs: run, model, preset, the settings that "
+        "differ between them, best validation and test accuracy, training time. --out DIR also "
+        "writes DIR/compare.md and DIR/compare.csv (every column); --json prints every column.",
     )
     parser.add_argument("runs", type=Path, nargs="+", help="run folders")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for compare.md/compare.csv")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder to write compare.md and compare.csv into (created)"
+    )
+    add_overwrite_flag(parser)
+    add_json_flag(parser, "print one JSON object: every column of every run")
     parser.set_defaults(handler=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from digitlab.analysis.compare import compare_runs, markdown_table, write_tables
+    from digitlab.analysis.compare import compare_runs, markdown_table, table_paths, write_tables
 
+    if args.out:
+        refuse_existing(table_paths(args.out, "compare"), args.overwrite)
     rows = compare_runs(args.runs)
-    print(markdown_table(rows))
-    md_path, csv_path = write_tables(rows, args.out, "compare")
-    print(f"wrote {md_path} and {csv_path}")
+    written = list(write_tables(rows, args.out, "compare")) if args.out else []
+    if args.json:
+        print_json({"runs": rows, "wrote": [str(path) for path in written]})
+        return 0
+    print(markdown_table(rows), end="")
+    if written:
+        print(f"wrote {written[0]} and {written[1]}")
     return 0
 
 
@@ -83,17 +103,24 @@ def add_report(commands) -> None:
         "report",
         help="write the experiment report of a run",
         description="Write report.html (self-contained) and report.md (figures in figures/) "
-        "into a run folder.",
+        "into the run folder (replacing an earlier report of it).",
     )
     parser.add_argument("run_dir", type=Path, help="run folder")
-    parser.add_argument("--mistakes", type=int, default=25, help="misclassified digits to show")
+    parser.add_argument("--top-k", type=int, default=25, help="misclassified digits to show (default 25)")
+    add_deprecated_alias(parser, "--mistakes", "top_k", type=int)
+    add_json_flag(parser, "print the written paths as one JSON object")
     parser.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     from digitlab.analysis.report import write_report
 
-    html_path, md_path = write_report(args.run_dir, mistakes=args.mistakes)
+    if args.top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0, got {args.top_k}")
+    html_path, md_path = write_report(args.run_dir, mistakes=args.top_k)
+    if args.json:
+        print_json({"html": str(html_path), "md": str(md_path)})
+        return 0
     print(f"wrote {html_path}\nwrote {md_path}")
     return 0
 
@@ -111,8 +138,19 @@ def add_audit(commands) -> None:
     parser.add_argument(
         "--data", help="data set of the test split (default: the one the checkpoint was trained on)"
     )
-    parser.add_argument("--top", type=int, default=25, help="issues to print and show in the grid")
-    parser.add_argument("--out", type=Path, default=Path("audit"), help="folder for the CSV and grid")
+    parser.add_argument(
+        "--top-k", type=int, default=25, help="issues to print and show in the grid (default 25)"
+    )
+    add_deprecated_alias(parser, "--top", "top_k", type=int)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("audit"),
+        metavar="DIR",
+        help="folder to write label_issues_SPLIT.csv and .png into (created; default audit)",
+    )
+    add_overwrite_flag(parser)
+    add_json_flag(parser, "print one JSON object: counts, the top-k rows and the written paths")
     parser.set_defaults(handler=run_audit)
 
 
@@ -120,19 +158,37 @@ def run_audit(args: argparse.Namespace) -> int:
     from digitlab.analysis.audit import audit_labels, write_audit
     from digitlab.engine.checkpoint import load_checkpoint
 
-    checkpoints = [load_checkpoint(path) for path in args.checkpoints]
-    result = audit_labels(checkpoints, args.split, args.data or checkpoints[0].meta.dataset, args.top)
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    outputs = [args.out / f"label_issues_{args.split}.{suffix}" for suffix in ("csv", "png")]
+    refuse_existing(outputs, args.overwrite)  # before any work
+    checkpoints = [
+        load_checkpoint(path) for path in progress(args.checkpoints, args.json, desc="loading", unit="model")
+    ]
+    result = audit_labels(checkpoints, args.split, args.data or checkpoints[0].meta.dataset, args.top_k)
+    if args.json:
+        csv_path, grid_path = write_audit(result, args.out, args.split, args.top_k)
+        print_json(
+            {
+                "split": args.split,
+                "scored": result.scored,
+                "flagged": result.flagged,
+                "rows": result.rows[: args.top_k],
+                "wrote": [str(csv_path), str(grid_path)],
+            }
+        )
+        return 0
     print(
         f"{result.flagged} of {result.scored:,} {args.split} images flagged as label issues by confident "
-        f"learning; the {min(args.top, len(result.rows))} with the lowest label quality:"
+        f"learning; the {min(args.top_k, len(result.rows))} with the lowest label quality:"
     )
-    for row in result.rows[: args.top]:
+    for row in result.rows[: args.top_k]:
         flag = "  flagged" if row["flagged"] else ""
         print(
             f"  {args.split} #{row['index']:<6} given {row['given']}  suggested {row['suggested']}  "
             f"p(given) {row['p_given']:.3f}{flag}"
         )
-    csv_path, grid_path = write_audit(result, args.out, args.split, args.top)
+    csv_path, grid_path = write_audit(result, args.out, args.split, args.top_k)
     print(f"wrote {csv_path} and {grid_path}")
     return 0
 
@@ -159,6 +215,7 @@ def add_explain(commands) -> None:
         help="integrated gradients from a black image (default), or saliency (the signed gradient)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing PNGs in --out")
+    add_json_flag(parser, "one JSON object per image (per line)")
     parser.set_defaults(handler=run_explain)
 
 
@@ -170,6 +227,17 @@ def run_explain(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     for explanation, written in explain_files(checkpoint, args.images, args.out, args.method, args.overwrite):
         (first, second), (p_first, p_second) = explanation.classes, explanation.probabilities
+        if args.json:
+            print_json(
+                {
+                    "image": explanation.name,
+                    "classes": explanation.classes,
+                    "probabilities": [float(p) for p in explanation.probabilities],
+                    "method": explanation.method,
+                    "wrote": str(written),
+                }
+            )
+            continue
         print(
             f"{explanation.name}: {first} ({p_first:.1%})  runner-up {second} ({p_second:.1%})  "
             f"wrote {written}"

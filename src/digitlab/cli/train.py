@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from digitlab.cli.output import add_json_flag, print_json
 from digitlab.cli.training_flags import (
     add_training_flags,
     flag_fields,
@@ -23,6 +24,7 @@ def add_train(commands) -> None:
     )
     add_training_flags(parser, "RUN_DIR", lists=False)
     parser.add_argument("--report", action="store_true", help="write report.html/report.md at the end")
+    add_json_flag(parser, "no epoch lines; print the result (result.json and run_dir) as one JSON object")
     parser.set_defaults(handler=run_train)
 
 
@@ -30,19 +32,27 @@ def run_train(args: argparse.Namespace) -> int:
     from digitlab.engine.distributed import current_world
     from digitlab.engine.train import train
 
+    quiet = args.quiet or args.json
     if args.resume:
         check_resume_flags(args)
-        result = train(None, resume=args.resume, quiet=args.quiet, epochs=args.epochs)
+        result = train(None, resume=args.resume, quiet=quiet, epochs=args.epochs)
     else:
-        result = train(train_config_from_args(args), quiet=args.quiet)
+        result = train(train_config_from_args(args), quiet=quiet)
     if not current_world().is_main:  # under torchrun, rank 0 alone reports
         return 0
+    html_path = None
     if args.report:
         from digitlab.analysis.report import write_report
 
         html_path, _ = write_report(result.run_dir)
-        if not args.quiet:
-            print(f"report:     {html_path}")
+    if args.json:
+        values = {**result.to_dict(), "run_dir": str(result.run_dir)}
+        if html_path:
+            values["report"] = str(html_path)
+        print_json(values)
+        return 0
+    if html_path and not args.quiet:
+        print(f"report:     {html_path}")
     if not args.quiet:
         print(f"run folder: {result.run_dir}")
         print(f"test it:    digitlab test {result.run_dir}")
@@ -74,6 +84,7 @@ def add_sweep(commands) -> None:
         "--resume SWEEP_DIR continues an interrupted sweep.",
     )
     add_training_flags(parser, "SWEEP_DIR", lists=True)
+    add_json_flag(parser, "no epoch lines; print the folder and every run's results as one JSON object")
     parser.set_defaults(handler=run_sweep)
 
 
@@ -83,8 +94,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     from digitlab.engine import sweep
 
     folder = args.resume or sweep.start_sweep(*sweep_grid_from_args(args))
-    rows = write_sweep_report(sweep.run_sweep(folder, quiet=args.quiet))
-    print(markdown_table(rows))
+    rows = write_sweep_report(sweep.run_sweep(folder, quiet=args.quiet or args.json))
+    if args.json:
+        print_json({"folder": str(folder), "runs": rows})
+        return 0
+    print(markdown_table(rows), end="")
     print(f"sweep folder: {folder} (results.md, results.csv, curves.png, report.html)")
     return 0
 

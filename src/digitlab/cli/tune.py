@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from digitlab.cli.output import add_json_flag, print_json
 from digitlab.cli.training_flags import add_training_flags, flag_fields, train_config_from_args
 from digitlab.errors import ConfigError
 
@@ -30,6 +31,7 @@ def add_tune(commands) -> None:
     search.add_argument(
         "--study-name", default="tune", help="study in the storage (default tune; OUT defaults to runs/NAME)"
     )
+    add_json_flag(parser, "no epoch lines; print the folder, trials and best config as one JSON object")
     parser.set_defaults(handler=run_tune)
 
 
@@ -47,7 +49,8 @@ def run_tune(args: argparse.Namespace) -> int:
         raise ConfigError("tune takes no --resume: the same tune command again continues its study")
     if args.run_name is not None:
         raise ConfigError("tune takes no --name: each trial's run folder is OUT/trial-NNN")
-    optuna.logging.set_verbosity(optuna.logging.WARNING if args.quiet else optuna.logging.INFO)
+    quiet = args.quiet or args.json
+    optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
     folder = Path(args.out_dir or Path("runs") / args.study_name)
     try:
         result = tune(
@@ -57,11 +60,15 @@ def run_tune(args: argparse.Namespace) -> int:
             folder,
             args.storage,
             args.study_name,
-            quiet=args.quiet,
+            quiet=quiet,
         )
     except KeyboardInterrupt:
         print("tune: the same command continues the study", file=sys.stderr)
         raise
+    if args.json:
+        best = str(result.best_config) if result.best_config else None
+        print_json({"folder": str(folder), "trials": result.rows, "best_config": best})
+        return 0
     print(trials_table(result.rows), end="")
     print(f"tune folder: {folder} (trials.csv, trial-NNN run folders)")
     if result.best_config:

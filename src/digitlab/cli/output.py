@@ -1,0 +1,50 @@
+"""The shared vocabulary of the commands' output: `--json`, `--out`/`--overwrite`, progress bars.
+
+- `--json`: one JSON object on stdout (one per line for streams), nothing else on stdout.
+- `--out`: where to write — a file for single-file outputs, a folder for multi-file ones;
+  files that exist are never replaced without `--overwrite`.
+- progress bars go to stderr, only on a terminal and never with `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from digitlab.errors import ConfigError
+
+
+def add_json_flag(parser: argparse.ArgumentParser, what: str = "print one JSON object") -> None:
+    parser.add_argument("--json", action="store_true", help=what)
+
+
+def add_overwrite_flag(parser: argparse.ArgumentParser, what: str = "--out") -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace existing files in {what}")
+
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, flag: str, dest: str, **kwargs) -> None:
+    """An old spelling that keeps working, hidden from --help."""
+    parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def print_json(value) -> None:
+    print(json.dumps(value, default=str))
+
+
+def refuse_existing(paths: Iterable[Path], overwrite: bool, flag: str = "--out") -> None:
+    """One clear error (exit 2) before anything is written if a file would be replaced."""
+    if overwrite:
+        return
+    existing = [str(path) for path in paths if Path(path).exists()]
+    if existing:
+        raise ConfigError(f"{', '.join(existing)}: already exists; pass --overwrite or choose another {flag}")
+
+
+def progress(iterable: Iterable, as_json: bool = False, **kwargs):
+    """tqdm on stderr, shown only on a terminal and not with --json."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=as_json or not sys.stderr.isatty(), leave=False, file=sys.stderr, **kwargs)

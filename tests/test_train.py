@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ from safetensors.torch import load_file
 
 from conftest import ctrl_c, on_second_epoch, quick_config
 from digitlab import load_checkpoint, train
+from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError, TrainingDiverged
 
 
@@ -151,3 +153,16 @@ def test_the_fitted_temperature_is_always_a_number():
     assert fit_temperature(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0])) == 1.0
     noisy = torch.randn(200, 10, generator=torch.Generator().manual_seed(0)) * 5
     assert 0.05 <= fit_temperature(noisy, torch.randint(0, 10, (200,))) <= 20
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "none"])
+def test_a_run_of_a_few_batches_has_a_working_schedule(schedule):
+    from digitlab.engine.optim import build_optimizer, build_scheduler
+
+    config = TrainConfig(schedule=schedule, epochs=1)
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=4)  # --train-limit 500, batch 128
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    assert all(math.isfinite(group["lr"]) for group in optimizer.param_groups)

@@ -42,7 +42,9 @@ def build_scheduler(
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=config.lr,
-            total_steps=total,
+            # each phase needs two steps or more (OneCycleLR divides by a phase's length less
+            # one): a run of a few batches gets a cycle it does not finish
+            total_steps=max(total, 8),
             pct_start=0.25,
             cycle_momentum=config.optimizer == "sgd",
         )

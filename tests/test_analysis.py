@@ -58,6 +58,7 @@ def report(finished_run):
     return write_report(finished_run)
 
 
+@pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
 def test_report_is_self_contained_and_holds_the_numbers(finished_run, report):
     html_path, md_path = report
     test = Run(finished_run).result().test
@@ -72,6 +73,7 @@ def test_report_is_self_contained_and_holds_the_numbers(finished_run, report):
     assert confusion.sum() == 10000 and confusion.trace() == 10000 - test.errors
 
 
+@pytest.mark.slow  # builds a whole report, or exports and checks a model with ONNX Runtime
 def test_report_reads_well_for_a_one_epoch_run(report):
     """No lone-dot curves, no "1 epochs", no empty header, no enum names, the set-up as a diff."""
     _, md_path = report
@@ -134,6 +136,7 @@ def test_compare_refuses_mismatched_and_unfinished_runs(finished_run, tmp_path, 
     assert "several values" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
 def test_audit_ranks_deliberately_wrong_labels_first(finished_run, mnist_test, tmp_path):
     from digitlab.analysis.audit import audit_labels, write_audit
     from digitlab.data import write_idx

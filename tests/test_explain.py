@@ -118,6 +118,7 @@ def test_embedding_map_is_seeded_and_deterministic(model, mnist_test):
     assert embedding_map(np.zeros((1, 4))).shape == (1, 2)
 
 
+@pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
 def test_report_shows_the_attributions_and_the_embedding_map(drawn, tmp_path):  # noqa: F811
     run = current_format_run(tmp_path / "run")
     html_path, md_path = write_report(run, embedded=400)
@@ -136,6 +137,7 @@ def test_report_shows_the_attributions_and_the_embedding_map(drawn, tmp_path):  
     "classes",
     [list("0123456789"), pytest.param([f"class {i}" for i in range(47)], id="emnist")],
 )
+@pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
 def test_new_figures_have_no_overlapping_text(drawn, tmp_path, classes, mnist_test):  # noqa: F811
     rng = np.random.default_rng(0)
     images = mnist_test.images[:25].numpy()

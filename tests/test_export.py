@@ -12,6 +12,7 @@ from conftest import LEGACY_RUN
 from digitlab.cli import main
 
 
+@pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
 def test_onnx_export_has_the_standardisation_inside_and_a_dynamic_batch(tmp_path, capsys, mnist_test):
     out = tmp_path / "model.onnx"
     assert main(["export", str(LEGACY_RUN), "--format", "onnx", "--out", str(out)]) == 0

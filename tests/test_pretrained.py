@@ -62,6 +62,7 @@ def test_predictor_pretrained(capsys):
         Predictor.pretrained("nope")
 
 
+@pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
 def test_the_default_model_ships_reads_mnist_and_says_not_a_digit(mnist_test):
     predictor = Predictor.pretrained()  # the default
     assert predictor.classes[-1] == "not a digit"

@@ -144,8 +144,14 @@ def test_a_full_queue_answers_overloaded_at_once():
 
 def test_an_overloaded_server_answers_503_with_retry_after(trained_checkpoint, mnist_test):
     predictor = Predictor.from_paths(trained_checkpoint)
-    blocker, real = threading.Event(), predictor.predict_mnist
-    predictor.predict_mnist = lambda images: (blocker.wait(5), real(images))[1]  # a slow model
+    entered, blocker, real = threading.Event(), threading.Event(), predictor.predict_mnist
+
+    def slow_model(images):
+        entered.set()
+        blocker.wait(10)
+        return real(images)
+
+    predictor.predict_mnist = slow_model
     app = create_app(predictor, batching=Batching(max_pending=1))
     seven = png_bytes(255 - mnist_test.images[0].numpy())
     with TestClient(app) as client:
@@ -154,10 +160,8 @@ def test_an_overloaded_server_answers_503_with_retry_after(trained_checkpoint, m
         )
         first.start()
         try:
-            for _ in range(100):  # until the first request holds the only place
-                response = client.post("/api/predict", files={"file": ("b.png", seven, "image/png")})
-                if response.status_code == 503:
-                    break
+            assert entered.wait(10)  # the first request holds the only place, in the model
+            response = client.post("/api/predict", files={"file": ("b.png", seven, "image/png")})
             assert response.status_code == 503 and response.headers["retry-after"] == "1"
             assert response.json()["code"] == "overloaded"
             assert client.get("/api/health").status_code == 200

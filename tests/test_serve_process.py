@@ -255,7 +255,8 @@ def test_a_client_leaving_mid_body_costs_at_most_a_log_line(server, mnist_test, 
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(trained_checkpoint, tmp_path, mnist_test):
     """SIGTERM arrives while a request of 20 big images is still being uploaded: the server stops
     taking connections, reads the rest, answers all 20, and exits with status 0."""
-    server = Server(trained_checkpoint, tmp_path, "--max-wait-ms", "0")
+    # one process: with several, the parent holds the listening socket until every worker is done
+    server = Server(trained_checkpoint, tmp_path, "--max-wait-ms", "0", "--workers", "1")
     try:
         seven = image_bytes(seven_on_paper(mnist_test, 280))
         body, content_type = multipart([(f"seven-{i}.png", seven) for i in range(20)])

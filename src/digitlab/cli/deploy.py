@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write
 from digitlab.inference.batch import BatchResult
 
+DEFAULT_WORKERS = min(os.cpu_count() or 1, 4)  # digitlab serve's processes
 SUBMISSION = Path("submission.csv")  # predict --csv's default --out
 RESULT_COLUMNS = ["image", "digit", "probability", "verdict", "error"]
 
@@ -232,7 +234,11 @@ def add_serve(commands) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
     parser.add_argument(
-        "--workers", type=int, default=1, help="server processes (default 1); torch's threads are shared out"
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"server processes (default: one per core, at most 4; here {DEFAULT_WORKERS}): preprocessing is "
+        "Python work that one process cannot spread over cores; torch's threads are shared out",
     )
     tuning = parser.add_argument_group("micro-batching: concurrent requests share model batches")
     tuning.add_argument("--max-batch", type=int, default=64, help="images per model batch (default 64)")

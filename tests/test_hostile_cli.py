@@ -153,3 +153,10 @@ def test_audit_reads_the_data_set_the_run_was_trained_on(tmp_path, small_idx_dir
     run = current_format_run(tmp_path / "run", checkpoint)
     assert main(["audit", str(run), "--out", str(tmp_path / "audit")]) == 0
     assert "of 200 test images flagged" in capsys.readouterr().out
+
+
+def test_predictor_from_paths_takes_one_path_as_a_string(trained_checkpoint):
+    from digitlab.inference import Predictor
+
+    predictor = Predictor.from_paths(str(trained_checkpoint))  # not iterated character by character
+    assert len(predictor.checkpoints) == 1 and predictor.checkpoints[0].model_name == "fastcnn"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
@@ -128,85 +128,29 @@ class MetricsMiddleware:
 KNOWN_PATHS = {"/", "/api/predict", "/api/health", "/api/model", "/metrics", "/docs", "/openapi.json"}
 
 
-def create_app(
-    predictor: Predictor, limits: Limits | None = None, batching: Batching | None = None
-) -> FastAPI:
-    limits, batching = limits or Limits(), batching or Batching()
-    admitted = [0]  # prediction requests being served now
-    batcher = MicroBatcher(
-        predictor.predict_mnist,
-        batching.max_batch,
-        batching.max_wait_ms,
-        batching.max_pending,
-        on_batch=metrics.BATCH_SIZE.observe,
-        coming=lambda: admitted[0] - batcher.depth,  # admitted, not yet queued for the model
-    )
+class Service:
+    """What the routes share: the predictor, the request limits, the micro-batcher, the decode
+    threads and the count of prediction requests in progress."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        batcher.close()  # after the server stopped taking requests: finish the queued batches
-
-    app = FastAPI(
-        lifespan=lifespan,
-        title="digitlab",
-        description="Read handwritten digits with digitlab models. Every error is "
-        '`{"error": message, "code": code}` with code one of: '
-        + ", ".join(sorted(set(RequestError.CODES.values()))),
-        docs_url=None,  # the page below needs no CDN, so /docs works offline
-        redoc_url=None,
-    )
-    app.add_middleware(MetricsMiddleware)
-    static = resources.files("digitlab.serve") / "static"
-    page = (static / "index.html").read_text(encoding="utf-8")
-    docs_page = (static / "docs.html").read_text(encoding="utf-8")
-    decoders = anyio.CapacityLimiter(batching.decode_threads)
-    app.state.batcher = batcher
-
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, error: RequestError) -> JSONResponse:
-        return error_response(error.status, error.message, error.code)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        code = RequestError.CODES.get(error.status_code, "error")
-        return error_response(error.status_code, str(error.detail), code)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, error: Exception) -> JSONResponse:
-        log.exception("error answering %s %s", request.method, request.url.path)  # a bug: keep its traceback
-        return error_response(
-            500, f"internal error ({type(error).__name__}); see the server's log", "internal_error"
+    def __init__(self, predictor: Predictor, limits: Limits, batching: Batching):
+        self.predictor, self.limits, self.batching = predictor, limits, batching
+        self.admitted = 0
+        self.batcher = MicroBatcher(
+            predictor.predict_mnist,
+            batching.max_batch,
+            batching.max_wait_ms,
+            batching.max_pending,
+            on_batch=metrics.BATCH_SIZE.observe,
+            coming=lambda: self.admitted - self.batcher.depth,  # admitted, not yet queued for the model
         )
+        self.decoders = anyio.CapacityLimiter(batching.decode_threads)
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(422, str(error.errors()[0].get("msg", "invalid request")), "unreadable_input")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> str:
-        return page
-
-    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
-    async def docs() -> str:
-        return docs_page
-
-    @app.get("/api/health")
-    async def health() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        metrics.QUEUE_DEPTH.set(batcher.depth)
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    @app.get("/api/model")
-    async def model() -> dict:
+    def model_info(self) -> dict:
+        checkpoints = self.predictor.checkpoints
         return {
-            "name": served_name(predictor.checkpoints),
-            "classes": predictor.classes,
-            "tta": predictor.tta,
+            "name": served_name(checkpoints),
+            "classes": self.predictor.classes,
+            "tta": self.predictor.tta,
             "checkpoints": [
                 {
                     "path": str(c.path),
@@ -215,52 +159,143 @@ def create_app(
                     "metrics": {"val": c.meta.val},
                     "dataset": c.meta.dataset,
                 }
-                for c in predictor.checkpoints
+                for c in checkpoints
             ],
         }
 
-    async def answer(images: list[tuple[str, bytes]], multi: bool) -> list[dict]:
+    async def answer(self, images: list[tuple[str, bytes]], multi: bool) -> list[dict]:
+        """Each image decoded in a decode thread, then predicted in a shared model batch."""
         try:
-            decoded = await anyio.to_thread.run_sync(decode, images, multi, limiter=decoders)
+            decoded = await anyio.to_thread.run_sync(decode, images, multi, limiter=self.decoders)
         except DigitlabError as err:
             raise RequestError(422, str(err)) from None
         found = [d for d in decoded if d is not None]
         try:
-            predictions = iter(await batcher.submit(np.concatenate(found)) if found else [])
+            predictions = iter(await self.batcher.submit(np.concatenate(found)) if found else [])
         except Overloaded as err:
             raise RequestError(503, f"the server is busy ({err}); try again") from None
         results = []
         for (name, _), digits in zip(images, decoded, strict=True):
             if digits is None:
-                results.append({"name": name, **prediction_dict(Prediction.blank(predictor.classes))})
+                results.append({"name": name, **prediction_dict(Prediction.blank(self.predictor.classes))})
             elif multi:
                 results.append({"name": name, **number_dict([next(predictions) for _ in digits])})
             else:
                 results.append({"name": name, **prediction_dict(next(predictions))})
         return results
 
-    @app.post("/api/predict", openapi_extra=PREDICT_SCHEMA)
-    async def predict(request: Request) -> Response:
+    async def predict(self, request: Request) -> Response:
         """Predict the digit in each uploaded image (multipart files, or JSON base64); with
         `?multi=1` read each as a number: its `number` and the prediction of each of its `digits`."""
-        if admitted[0] >= batching.max_pending:
-            raise RequestError(503, f"the server is busy ({admitted[0]} requests in progress); try again")
+        if self.admitted >= self.batching.max_pending:
+            raise RequestError(503, f"the server is busy ({self.admitted} requests in progress); try again")
         start = time.perf_counter()
-        admitted[0] += 1
+        self.admitted += 1
         metrics.IN_FLIGHT.inc()
         try:
-            images, multi = await read_images(request, limits)
-            results = await answer(images, multi)
+            images, multi = await read_images(request, self.limits)
+            results = await self.answer(images, multi)
         except ClientDisconnect:
             log.info("client went away before its request was read; nothing answered")
             return Response(status_code=400)
         finally:
-            admitted[0] -= 1
+            self.admitted -= 1
             metrics.IN_FLIGHT.dec()
         return JSONResponse(
             {"predictions": results, "milliseconds": round((time.perf_counter() - start) * 1000, 2)}
         )
 
+
+def static_page(name: str) -> str:
+    return (resources.files("digitlab.serve") / "static" / name).read_text(encoding="utf-8")
+
+
+router = APIRouter()
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index(request: Request) -> str:
+    return request.app.state.page
+
+
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+async def docs(request: Request) -> str:
+    return request.app.state.docs_page
+
+
+@router.get("/api/health")
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    metrics.QUEUE_DEPTH.set(service(request).batcher.depth)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/api/model")
+async def model(request: Request) -> dict:
+    return service(request).model_info()
+
+
+async def request_error(request: Request, error: RequestError) -> JSONResponse:
+    return error_response(error.status, error.message, error.code)
+
+
+async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    return error_response(
+        error.status_code, str(error.detail), RequestError.CODES.get(error.status_code, "error")
+    )
+
+
+async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return error_response(422, str(error.errors()[0].get("msg", "invalid request")), "unreadable_input")
+
+
+async def internal_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("error answering %s %s", request.method, request.url.path)  # a bug: keep its traceback
+    return error_response(
+        500, f"internal error ({type(error).__name__}); see the server's log", "internal_error"
+    )
+
+
+def create_app(
+    predictor: Predictor, limits: Limits | None = None, batching: Batching | None = None
+) -> FastAPI:
+    shared = Service(predictor, limits or Limits(), batching or Batching())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        shared.batcher.close()  # after the server stopped taking requests: finish the queued batches
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="digitlab",
+        description="Read handwritten digits with digitlab models. Every error is "
+        '`{"error": message, "code": code}` with code one of: '
+        + ", ".join(sorted(set(RequestError.CODES.values()))),
+        docs_url=None,  # our own page needs no CDN, so /docs works offline
+        redoc_url=None,
+    )
+    app.state.service, app.state.batcher = shared, shared.batcher
+    app.state.page, app.state.docs_page = static_page("index.html"), static_page("docs.html")
+    app.add_middleware(MetricsMiddleware)
+    for kind, handler in [
+        (RequestError, request_error),
+        (HTTPException, http_error),
+        (RequestValidationError, validation_error),
+        (Exception, internal_error),
+    ]:
+        app.add_exception_handler(kind, handler)
+    app.include_router(router)
+    app.add_api_route("/api/predict", shared.predict, methods=["POST"], openapi_extra=PREDICT_SCHEMA)
     return app
 
 

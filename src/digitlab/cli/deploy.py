@@ -10,14 +10,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tqdm import tqdm
-
-from digitlab.cli.output import add_json_flag, print_json
+from digitlab.cli.output import add_json_flag, print_json, refuse_existing
+from digitlab.cli.output import progress as output_progress
 from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
 from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write
 from digitlab.inference.batch import BatchResult
+from digitlab.serve.batching import Batching
 
 DEFAULT_WORKERS = min(os.cpu_count() or 1, 4)  # digitlab serve's processes
 SUBMISSION = Path("submission.csv")  # predict --csv's default --out
@@ -106,8 +106,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     checkpoint_paths, sources = split_checkpoints_and_images(args.paths, need_images=not args.csv)
     out = args.out or (SUBMISSION if args.csv else None)
-    if out and out.exists() and not args.overwrite:
-        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
+    refuse_existing([out] if out else [], args.overwrite)
     predictor = Predictor.from_paths(checkpoint_paths, tta=args.tta, top_k=args.top_k)
     if args.csv:
         return predict_csv(predictor, args.csv, out)
@@ -134,7 +133,7 @@ def report_results(results: Iterator[BatchResult], as_json: bool, rows=None) -> 
     failed = 0
     if rows is not None:
         rows.writerow(RESULT_COLUMNS)
-    progress = tqdm(results, unit="image", disable=not sys.stderr.isatty() or as_json, leave=False)
+    progress = output_progress(results, as_json, unit="image")
     for result in progress:
         failed += result.error is not None
         progress.clear()
@@ -241,21 +240,30 @@ def add_serve(commands) -> None:
         "Python work that one process cannot spread over cores; torch's threads are shared out",
     )
     tuning = parser.add_argument_group("micro-batching: concurrent requests share model batches")
-    tuning.add_argument("--max-batch", type=int, default=64, help="images per model batch (default 64)")
+    defaults = Batching()
     tuning.add_argument(
-        "--max-wait-ms", type=float, default=2.0, help="how long a request waits for others (default 2)"
+        "--max-batch",
+        type=int,
+        default=defaults.max_batch,
+        help="images per model batch (default %(default)s)",
+    )
+    tuning.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=defaults.max_wait_ms,
+        help="how long a request waits for others (default %(default)s)",
     )
     tuning.add_argument(
         "--max-pending",
         type=int,
-        default=64,
-        help="requests in progress at once per worker; more are answered 503 with Retry-After (default 64)",
+        default=defaults.max_pending,
+        help="requests in progress at once per worker; more are answered 503 with Retry-After "
+        "(default %(default)s)",
     )
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from digitlab.serve.app import Batching
     from digitlab.serve.server import serve, torch_threads
 
     for flag, value in (

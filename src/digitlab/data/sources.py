@@ -59,11 +59,10 @@ def load_dataset(source: str | Path = "mnist", split: str = "train") -> DigitDat
     if str(source) in CATALOG:
         return _from_catalog(CATALOG[str(source)], split)
     path = Path(source)
-    if path.suffix.lower() in (".npz", ".csv") and path.exists():
-        check_regular_file(path, MAX_DATA_BYTES)  # a FIFO or device named x.csv is refused here
-    if path.suffix.lower() == ".npz" and path.is_file():
+    # exists(), not is_file(): the readers refuse a FIFO or a device named x.csv themselves
+    if path.suffix.lower() == ".npz" and path.exists() and not path.is_dir():
         return _from_npz(path, split)
-    if path.suffix.lower() == ".csv" and path.is_file():
+    if path.suffix.lower() == ".csv" and path.exists() and not path.is_dir():
         return _holdout(_from_csv(str(path), _stamp(path)), split)
     if not path.is_dir():
         raise DataError(

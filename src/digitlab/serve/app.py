@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -33,22 +31,12 @@ from digitlab.imaging import split_digits, to_mnist
 from digitlab.inference import Prediction, Predictor
 from digitlab.models import count_parameters
 from digitlab.serve import metrics
-from digitlab.serve.batching import MicroBatcher, Overloaded
+from digitlab.serve.batching import Batching, MicroBatcher, Overloaded
 from digitlab.serve.requests import Limits, RequestError, read_images
 
 log = logging.getLogger("digitlab.serve")
 # the multipart parser logs a warning for every malformed body it is sent: the client's 400 says it
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
-
-
-@dataclass(frozen=True)
-class Batching:
-    """How requests share the model: see serve.batching."""
-
-    max_batch: int = 64  # images per model batch
-    max_wait_ms: float = 2.0  # how long a request waits for others to join its batch
-    max_pending: int = 64  # requests admitted at once (reading, decoding, waiting); more get 503
-    decode_threads: int = os.cpu_count() or 1
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -284,7 +272,7 @@ def create_app(
         docs_url=None,  # our own page needs no CDN, so /docs works offline
         redoc_url=None,
     )
-    app.state.service, app.state.batcher = shared, shared.batcher
+    app.state.service = shared
     app.state.page, app.state.docs_page = static_page("index.html"), static_page("docs.html")
     app.add_middleware(MetricsMiddleware)
     for kind, handler in [

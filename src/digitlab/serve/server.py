@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from digitlab.serve.app import Batching
+from digitlab.serve.batching import Batching
 
 SETTINGS_VARIABLE = "DIGITLAB_SERVE_SETTINGS"  # how the parent tells worker processes what to serve
 GRACEFUL_SECONDS = 30  # how long requests in flight may take to finish at shutdown
@@ -87,7 +87,9 @@ def serve(
         finally:
             signal.signal(signal.SIGTERM, previous)
         return
-    build_app(checkpoints, tta, batching, 1)  # load once here: a bad checkpoint fails before any worker
+    from digitlab.inference import Predictor
+
+    Predictor.from_paths([Path(c) for c in checkpoints])  # a bad checkpoint fails here, before any worker
     metrics_dir = tempfile.mkdtemp(prefix="digitlab-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # workers add their figures up there
     os.environ[SETTINGS_VARIABLE] = json.dumps(

@@ -451,3 +451,42 @@ def test_dark_mode_darkens_the_page_but_not_what_the_model_is_sent(fresh_page):
     for image in map(grey, sent):  # black ink on white paper, as in light mode
         assert image.shape == (280, 280)
         assert np.median(image) == 255 and image.min() == 0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_why_shows_the_pixels_behind_the_answer_and_the_runner_up(fresh_page, size):
+    page = fresh_page(size)
+    explained = []
+    page.on("request", lambda r: explained.append(r) if r.url.endswith("/api/explain") else None)
+    box = page.locator("#why-box")
+    expect(box).to_be_hidden()
+    page.get_by_label("why?").check()
+    expect(box).to_be_visible()
+    for i in (0, 1):  # empty frames, no broken-image icon, before there is anything to explain
+        expect(page.locator(f"#why-{i}")).to_be_hidden()
+    page.evaluate("scrollTo(0, 0)")  # ticking it scrolled the page to the box: back to the pad
+    (touch_draw if size.get("has_touch") else mouse_draw)(page, SEVEN)
+    expect(page.locator("#digit")).to_have_text("7", timeout=20000)
+    expect(page.locator("#why-0-caption")).to_contain_text("answer: 7", timeout=20000)
+    expect(page.locator("#why-1-caption")).to_contain_text("runner-up: ")
+    for i in (0, 1):
+        image = page.locator(f"#why-{i}")
+        expect(image).to_be_visible()
+        assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [112, 112]
+    assert 1 <= len(explained) <= len(SEVEN)  # asked when the pen is lifted, not at every move
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.keyboard.press("Escape") if not size.get("has_touch") else page.click("#clear")
+    expect(page.locator("#why-0")).to_be_hidden()
+    expect(page.locator("#why-0-caption")).to_have_text("")
+
+
+def test_why_explains_single_digits_only(fresh_page):
+    page = fresh_page(DESKTOP)
+    page.get_by_label("why?").check()
+    page.get_by_label("read a number").check()
+    page.evaluate("scrollTo(0, 0)")
+    mouse_draw(page, ONE)
+    expect(page.locator("#digit")).to_have_text("1", timeout=20000)
+    expect(page.locator("#why-note")).to_contain_text("single digit")
+    page.get_by_label("why?").uncheck()
+    expect(page.locator("#why-box")).to_be_hidden()

@@ -133,3 +133,49 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(
     assert response.status_code == status
     assert message in response.json()["error"]
     assert client.post("/api/predict", files={"file": ("s.png", seven, "image/png")}).status_code == 200
+
+
+def overlay_of(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+def test_explain_gives_the_answer_and_the_runner_up_with_their_overlays(client, seven, mnist_test):
+    predicted = client.post("/api/predict", files={"file": ("seven.png", seven, "image/png")}).json()
+    answer = client.post(
+        "/api/explain",
+        files=[("file", ("seven.png", seven, "image/png")), ("file", ("blank.png", BLANK, "image/png"))],
+    )
+    assert answer.status_code == 200
+    explained, blank = answer.json()["explanations"]
+    assert explained["name"] == "seven.png" and explained["method"] == "integrated-gradients"
+    top = predicted["predictions"][0]["top"]
+    assert [c["digit"] for c in explained["classes"]] == [t["digit"] for t in top[:2]]
+    for c, t in zip(explained["classes"], top, strict=False):
+        assert c["probability"] == pytest.approx(t["probability"], abs=1e-4)
+        overlay = overlay_of(c["overlay"])
+        assert overlay.shape == (112, 112, 3)
+        assert overlay.std() > 0  # the digit and its attribution, not a flat square
+    assert blank == {"name": "blank.png", "blank": True, "classes": []}
+
+
+def test_explain_refuses_numbers_too_many_images_and_bad_images(client, trained_checkpoint, seven):
+    refused = client.post("/api/explain?multi=1", files={"file": ("seven.png", seven, "image/png")})
+    assert refused.status_code == 422 and "single digits" in refused.json()["error"]
+    bad = client.post("/api/explain", files={"file": ("junk.png", b"junk", "image/png")})
+    assert bad.status_code == 422 and "junk.png" in bad.json()["error"]
+    roomy = TestClient(create_app(Predictor.from_paths([trained_checkpoint])))
+    many = roomy.post("/api/explain", files=[("file", (f"{i}.png", seven, "image/png")) for i in range(9)])
+    assert many.status_code == 413 and many.json()["code"] == "too_large"
+    assert client.get("/api/health").json() == {"status": "ok"}
+
+
+def test_an_ensemble_is_explained_as_one_model(trained_checkpoint, second_checkpoint, seven):
+    predictor = Predictor.from_paths([trained_checkpoint, second_checkpoint])
+    client = TestClient(create_app(predictor))
+    predicted = client.post("/api/predict", files={"file": ("seven.png", seven, "image/png")}).json()
+    explained = client.post("/api/explain", files={"file": ("seven.png", seven, "image/png")}).json()
+    top = predicted["predictions"][0]["top"][0]
+    first = explained["explanations"][0]["classes"][0]
+    assert first["digit"] == top["digit"] and first["probability"] == pytest.approx(
+        top["probability"], abs=1e-4
+    )

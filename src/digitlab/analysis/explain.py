@@ -78,6 +78,24 @@ def attribute_images(
     return attribute(model, to_pixels(images).unsqueeze(1), targets, method, **kw)[:, 0].numpy()
 
 
+class MeanProbability(nn.Module):
+    """Several models as one to attribute: the log of their mean probability, which is what an
+    ensemble predicts (its arg-max is the ensemble's answer)."""
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(models)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(pixels).softmax(1) for m in self.members]).mean(0).log()
+
+
+def explained_model(models: list[nn.Module]) -> nn.Module:
+    """The module whose output `explain` attributes: a lone model's logits, or an ensemble's
+    log mean probability."""
+    return models[0] if len(models) == 1 else MeanProbability(models)
+
+
 @dataclass
 class Explanation:
     """One image explained: its two likeliest classes and their attribution maps."""

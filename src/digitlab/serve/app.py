@@ -24,6 +24,8 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from digitlab.analysis.explain import Explanation, explain, explained_model
+from digitlab.analysis.figures import attribution_overlay, attribution_scale
 from digitlab.engine.checkpoint import Checkpoint
 from digitlab.engine.pretrained import model_cards, pretrained_path
 from digitlab.errors import DigitlabError, NoDigitFound
@@ -56,6 +58,30 @@ def served_name(checkpoints: list[Checkpoint]) -> str:
     """What a person calls the model served: a shipped model's name, a path, or an ensemble of them."""
     names = [shipped_name(c.path) or str(c.path) for c in checkpoints]
     return names[0] if len(names) == 1 else f"ensemble of {len(names)}: {', '.join(names)}"
+
+
+def explanation_dict(explanation: Explanation) -> dict:
+    """An explanation for the page: the two likeliest classes, each with its probability and its
+    attribution overlay (a PNG data URL, 4x the 28x28 the model saw, on one colour scale)."""
+    scale = attribution_scale(explanation.attributions)
+    overlays = [
+        (attribution_overlay(explanation.image, a, scale) * 255).round().astype(np.uint8)
+        for a in explanation.attributions
+    ]
+    return {
+        "name": explanation.name,
+        "method": explanation.method,
+        "classes": [
+            {
+                "digit": label,
+                "probability": probability,
+                "overlay": png_data_url(overlay.repeat(4, 0).repeat(4, 1)),
+            }
+            for label, probability, overlay in zip(
+                explanation.classes, explanation.probabilities, overlays, strict=True
+            )
+        ],
+    }
 
 
 def prediction_dict(prediction: Prediction) -> dict:
@@ -113,25 +139,41 @@ class MetricsMiddleware:
             metrics.LATENCY.labels(path).observe(time.perf_counter() - start)
 
 
-KNOWN_PATHS = {"/", "/api/predict", "/api/health", "/api/model", "/metrics", "/docs", "/openapi.json"}
+KNOWN_PATHS = {
+    "/",
+    "/api/predict",
+    "/api/explain",
+    "/api/health",
+    "/api/model",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+}
+
+
+MAX_EXPLAINED = 8  # images one explanation request may hold: each costs 64 forward/backward passes
 
 
 class Service:
     """What the routes share: the predictor, the request limits, the micro-batcher, the decode
-    threads and the count of prediction requests in progress."""
+    threads, the explaining thread and the counts of requests in progress."""
 
     def __init__(self, predictor: Predictor, limits: Limits, batching: Batching):
         self.predictor, self.limits, self.batching = predictor, limits, batching
-        self.admitted = 0
+        self.in_progress = {"predictions": 0, "explanations": 0}  # requests admitted, by kind
         self.batcher = MicroBatcher(
             predictor.predict_mnist,
             batching.max_batch,
             batching.max_wait_ms,
             batching.max_pending,
             on_batch=metrics.BATCH_SIZE.observe,
-            coming=lambda: self.admitted - self.batcher.depth,  # admitted, not yet queued for the model
+            coming=lambda: (
+                self.in_progress["predictions"] - self.batcher.depth
+            ),  # admitted, not yet queued for the model
         )
         self.decoders = anyio.CapacityLimiter(batching.decode_threads)
+        # attributions need gradients, so they run beside the batcher, one request at a time
+        self.explainer = anyio.CapacityLimiter(1)
 
     def model_info(self) -> dict:
         checkpoints = self.predictor.checkpoints
@@ -172,26 +214,65 @@ class Service:
                 results.append({"name": name, **prediction_dict(next(predictions))})
         return results
 
-    async def predict(self, request: Request) -> Response:
-        """Predict the digit in each uploaded image (multipart files, or JSON base64); with
-        `?multi=1` read each as a number: its `number` and the prediction of each of its `digits`."""
-        if self.admitted >= self.batching.max_pending:
-            raise RequestError(503, f"the server is busy ({self.admitted} requests in progress); try again")
+    def explain_images(self, images: list[tuple[str, bytes]]) -> list[dict]:
+        """Each image decoded and explained (integrated gradients for its two likeliest classes);
+        a blank image gets no explanation. Runs in the explaining thread."""
+        decoded = decode(images, multi=False)
+        found = [(name, d[0]) for (name, _), d in zip(images, decoded, strict=True) if d is not None]
+        model = explained_model([c.model for c in self.predictor.checkpoints])
+        explained = iter(
+            explain(model, np.stack([d for _, d in found]), self.predictor.classes, [n for n, _ in found])
+            if found
+            else []
+        )
+        return [
+            {"name": name, "blank": True, "classes": []} if d is None else explanation_dict(next(explained))
+            for (name, _), d in zip(images, decoded, strict=True)
+        ]
+
+    async def answer_explain(self, images: list[tuple[str, bytes]], multi: bool) -> list[dict]:
+        if multi:
+            raise RequestError(422, "explanations are of single digits; leave out multi")
+        if len(images) > MAX_EXPLAINED:
+            raise RequestError(
+                413, f"{len(images)} images to explain in one request; at most {MAX_EXPLAINED}"
+            )
+        try:
+            return await anyio.to_thread.run_sync(self.explain_images, images, limiter=self.explainer)
+        except DigitlabError as err:
+            raise RequestError(422, str(err)) from None
+
+    async def respond(self, request: Request, kind: str, work) -> Response:
+        """Admit a request of `kind` (503 beyond max_pending of that kind in progress), read its
+        images and answer `{kind: await work(images, multi), "milliseconds": ...}`."""
+        if self.in_progress[kind] >= self.batching.max_pending:
+            raise RequestError(
+                503, f"the server is busy ({self.in_progress[kind]} requests in progress); try again"
+            )
         start = time.perf_counter()
-        self.admitted += 1
+        self.in_progress[kind] += 1
         metrics.IN_FLIGHT.inc()
         try:
             images, multi = await read_images(request, self.limits)
-            results = await self.answer(images, multi)
+            results = await work(images, multi)
         except ClientDisconnect:
             log.info("client went away before its request was read; nothing answered")
             return Response(status_code=400)
         finally:
-            self.admitted -= 1
+            self.in_progress[kind] -= 1
             metrics.IN_FLIGHT.dec()
-        return JSONResponse(
-            {"predictions": results, "milliseconds": round((time.perf_counter() - start) * 1000, 2)}
-        )
+        return JSONResponse({kind: results, "milliseconds": round((time.perf_counter() - start) * 1000, 2)})
+
+    async def predict(self, request: Request) -> Response:
+        """Predict the digit in each uploaded image (multipart files, or JSON base64); with
+        `?multi=1` read each as a number: its `number` and the prediction of each of its `digits`."""
+        return await self.respond(request, "predictions", self.answer)
+
+    async def explain(self, request: Request) -> Response:
+        """Why the model read each uploaded image as it did (the bodies of /api/predict, at most 8
+        images): its two likeliest classes, each with its probability and an overlay of the pixels
+        that raised (red) or lowered (blue) the class's score."""
+        return await self.respond(request, "explanations", self.answer_explain)
 
 
 def static_page(name: str) -> str:
@@ -284,6 +365,7 @@ def create_app(
         app.add_exception_handler(kind, handler)
     app.include_router(router)
     app.add_api_route("/api/predict", shared.predict, methods=["POST"], openapi_extra=PREDICT_SCHEMA)
+    app.add_api_route("/api/explain", shared.explain, methods=["POST"], openapi_extra=EXPLAIN_SCHEMA)
     return app
 
 
@@ -320,3 +402,5 @@ PREDICT_SCHEMA = {
         }
     },
 }
+
+EXPLAIN_SCHEMA = {"requestBody": PREDICT_SCHEMA["requestBody"]}

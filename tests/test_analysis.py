@@ -1,6 +1,7 @@
 import json
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -11,11 +12,11 @@ from digitlab import load_checkpoint, train
 from digitlab.analysis.compare import compare_runs
 from digitlab.analysis.metrics import calibration, confused_pairs, confusion_matrix, per_class_table
 from digitlab.analysis.predictions import predict
-from digitlab.analysis.report import write_report
+from digitlab.analysis.report import REPORT_STEPS, write_report
 from digitlab.analysis.sweep_report import write_sweep_report
 from digitlab.cli import main
 from digitlab.engine.runs import Run
-from digitlab.engine.sweep import run_sweep, start_sweep
+from digitlab.engine.sweep import run_sweep, start_sweep, time_left
 from digitlab.errors import DigitlabError
 
 
@@ -55,7 +56,10 @@ def assert_png(path, min_side=200):
 @pytest.fixture(scope="module")
 def report(finished_run):
     """report.html and report.md of the finished run, written once for the tests that read them."""
-    return write_report(finished_run)
+    steps = []
+    written = write_report(finished_run, on_step=steps.append)
+    assert steps == list(REPORT_STEPS)  # each step announced once, in order
+    return written
 
 
 @pytest.mark.slow  # builds a whole report, or runs a model over all 10,000 test digits
@@ -92,13 +96,15 @@ def test_report_of_a_crashed_run_says_what_is_missing(finished_run, tmp_path):
     shutil.copytree(finished_run, crashed)
     for name in ("result.json", "best.json", "best.safetensors"):
         (crashed / name).unlink()
-    html_path, _ = write_report(crashed)
+    steps = []
+    html_path, _ = write_report(crashed, on_step=steps.append)
+    assert steps == [s for s in REPORT_STEPS if s != "embedding map"]  # no checkpoint to embed with
     html = html_path.read_text()
     assert "did not finish" in html and "result.json" in html and "No best checkpoint" in html
 
 
 @pytest.mark.slow
-def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path):
+def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path, capsys):
     base = quick_config(tmp_path, epochs=1, train_limit=1500, run_name="sweep")
     folder = start_sweep(base, {"lr": [1e-3, 3e-3, 1e-2]})
     with on_second_epoch(ctrl_c), pytest.raises(KeyboardInterrupt):  # Ctrl-C in the second point
@@ -106,8 +112,12 @@ def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path)
     first_result = folder / "runs" / "lr=0.001" / "result.json"
     stamp = first_result.stat().st_mtime_ns
 
-    rows = write_sweep_report(run_sweep(folder, quiet=True))
+    capsys.readouterr()
+    rows = write_sweep_report(run_sweep(folder))
     assert first_result.stat().st_mtime_ns == stamp  # the finished point was not trained again
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("--- sweep point")]
+    assert said[0] == "--- sweep point 2 of 3: lr=0.003"  # where it stands; the first point is done
+    assert said[1].startswith("--- sweep point 3 of 3: lr=0.01, about ") and said[1].endswith(" left")
     assert [row["lr"] for row in rows] == [1e-3, 3e-3, 1e-2]
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["lr=0.001", "lr=0.003", "lr=0.01"]
     for row in rows:
@@ -119,6 +129,12 @@ def test_sweep_tables_hold_each_runs_values_and_resume_after_interrupt(tmp_path)
     assert "lr=0.003" in (folder / "results.md").read_text()
     assert_png(folder / "curves.png")
     assert (folder / "report.html").exists()
+
+
+def test_a_sweep_says_how_long_it_has_left():
+    assert time_left(time.monotonic(), 0, 5) == ""  # nothing trained yet: nothing to go by
+    assert time_left(time.monotonic() - 20, 2, 5) == ", about 30 s left"  # 10 s a point, 3 to go
+    assert time_left(time.monotonic() - 600, 1, 4) == ", about 30 min left"
 
 
 def test_compare_refuses_mismatched_and_unfinished_runs(finished_run, tmp_path, small_idx_dir, capsys):

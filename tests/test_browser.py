@@ -4,8 +4,6 @@ import base64
 import io
 import itertools
 import math
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +18,6 @@ from playwright.sync_api import expect
 from digitlab.inference import Predictor
 from digitlab.serve.app import png_data_url
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow  # a server process and a browser: end to end
 
 
@@ -63,23 +60,6 @@ def server(trained_checkpoint):
     yield url
     process.terminate()
     process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run must install Debian's chromium")
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

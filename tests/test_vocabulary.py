@@ -3,8 +3,10 @@ overwrites without --overwrite, --top-k for "how many", and a compare table of t
 a reader compares."""
 
 import argparse
+import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +121,7 @@ def test_report_json_prints_the_written_paths(run_copy, monkeypatch, capsys):
 
     real = report.write_report
     monkeypatch.setattr(
-        report, "write_report", lambda run_dir, mistakes: real(run_dir, mistakes, embedded=200)
+        report, "write_report", lambda run_dir, mistakes, **kw: real(run_dir, mistakes, embedded=200, **kw)
     )
     code, out, _ = run_cli(capsys, "report", run_copy, "--json", "--top-k", "5")
     assert code == 0
@@ -252,3 +254,21 @@ def test_deprecated_alias_runs_the_command(trained_checkpoint, small_idx_dir, tm
 def test_training_commands_json_means_quiet(command):
     args = command_parser(command).parse_args(["--json"])
     assert args.json is True
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_step_progress_shows_each_step_on_a_terminal_and_nothing_with_json(monkeypatch):
+    from digitlab.cli.output import step_progress
+
+    for as_json, shown in ((False, True), (True, False)):
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        with step_progress(["data", "figures", "writing"], as_json, desc="report") as start:
+            for step in ("data", "figures", "writing"):
+                start(step)
+        drawn = terminal.getvalue()
+        assert ("report" in drawn and "2/3" in drawn and "writing" in drawn) == shown, drawn

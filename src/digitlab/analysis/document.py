@@ -11,9 +11,9 @@ from pathlib import Path
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
+padding:0 1em;color:#222;line-height:1.45;overflow-wrap:break-word}
 h1{border-bottom:2px solid #333;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.8em}
@@ -76,7 +76,9 @@ class Document:
         """One HTML page with every figure embedded as a data URI: opens offline."""
         esc = html.escape
         out = [
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(self.title)}</title>"
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{esc(self.title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{esc(self.title)}</h1>"
         ]
         for kind, *args in self.blocks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,23 @@ def num(value: float | None, digits: int = 4) -> str:
 RUN_PLACE = ("out_dir", "run_name", "preset")  # where a run was written, not how it trained
 
 
-def write_report(run_dir: str | Path, mistakes: int = 25, embedded: int = EMBEDDED) -> tuple[Path, Path]:
+# what write_report does, in order: `on_step` hears each name as its step starts
+REPORT_STEPS = ("summary", "data", "results", "error analysis", "embedding map", "writing")
+
+
+def write_report(
+    run_dir: str | Path,
+    mistakes: int = 25,
+    embedded: int = EMBEDDED,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md (+ figures/) into the run folder;
-    `embedded` test images go on the embedding map.
+    `embedded` test images go on the embedding map; `on_step` is told each of REPORT_STEPS
+    as it starts (for a progress bar).
 
     A crashed or unfinished run gets a report of what exists, saying what is missing.
     """
+    on_step(REPORT_STEPS[0])
     run = Run.open(run_dir)
     config = run.config()
     rows = run.metrics()
@@ -85,18 +97,23 @@ def write_report(run_dir: str | Path, mistakes: int = 25, embedded: int = EMBEDD
             f"{', '.join(missing)}. The report shows what exists."
         )
 
+    on_step("data")
     _data_section(doc, config, figure_dir)
     doc.heading("Model")
     doc.code(model_summary(config.model, **model_kwargs))
     _setup_section(doc, config, best)
+    on_step("results")
     _results_section(doc, rows, result, figure_dir, config.model)
+    on_step("error analysis")
     if best:
         checkpoint, test_data = _error_section(doc, run, config, figure_dir, mistakes)
+        on_step("embedding map")
         _embedding_section(doc, checkpoint, test_data, figure_dir, embedded)
     else:
         doc.heading("Error analysis")
         doc.warning("No best checkpoint yet: no error analysis.")
     _timing_section(doc, rows, result)
+    on_step("writing")
     return doc.write(run.path)
 
 

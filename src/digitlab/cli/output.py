@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from digitlab.errors import ConfigError
@@ -48,3 +49,22 @@ def progress(iterable: Iterable, as_json: bool = False, **kwargs):
     from tqdm import tqdm
 
     return tqdm(iterable, disable=as_json or not sys.stderr.isatty(), leave=False, file=sys.stderr, **kwargs)
+
+
+@contextmanager
+def step_progress(steps: Sequence[str], as_json: bool = False, desc: str = ""):
+    """A progress bar over named steps: yields a function to call with each step's name as it
+    starts; the bar shows how many are done and the one under way."""
+    bar = progress(None, as_json, total=len(steps), desc=desc, unit="step")
+    started = []
+
+    def start(step: str) -> None:
+        if started:
+            bar.update(1)
+        started.append(step)
+        bar.set_postfix_str(step)
+
+    try:
+        yield start
+    finally:
+        bar.close()

@@ -13,6 +13,7 @@ from digitlab.cli.output import (
     print_json,
     progress,
     refuse_existing,
+    step_progress,
 )
 from digitlab.errors import ConfigError
 
@@ -113,11 +114,12 @@ def add_report(commands) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from digitlab.analysis.report import write_report
+    from digitlab.analysis.report import REPORT_STEPS, write_report
 
     if args.top_k < 0:
         raise ConfigError(f"--top-k must be >= 0, got {args.top_k}")
-    html_path, md_path = write_report(args.run_dir, mistakes=args.top_k)
+    with step_progress(REPORT_STEPS, args.json, desc="report") as on_step:
+        html_path, md_path = write_report(args.run_dir, mistakes=args.top_k, on_step=on_step)
     if args.json:
         print_json({"html": str(html_path), "md": str(md_path)})
         return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from digitlab.cli.output import add_json_flag, print_json
+from digitlab.cli.output import add_json_flag, print_json, step_progress
 from digitlab.cli.training_flags import (
     add_training_flags,
     flag_fields,
@@ -42,9 +42,10 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     html_path = None
     if args.report:
-        from digitlab.analysis.report import write_report
+        from digitlab.analysis.report import REPORT_STEPS, write_report
 
-        html_path, _ = write_report(result.run_dir)
+        with step_progress(REPORT_STEPS, args.json or quiet, desc="report") as on_step:
+            html_path, _ = write_report(result.run_dir, on_step=on_step)
     if args.json:
         values = {**result.to_dict(), "run_dir": str(result.run_dir)}
         if html_path:

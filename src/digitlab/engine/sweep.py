@@ -49,6 +49,14 @@ def start_sweep(base: TrainConfig, grid: dict[str, list]) -> Path:
     return folder
 
 
+def time_left(started: float, trained: int, todo: int) -> str:
+    """ ", about 12 min left" from the mean time of the points trained so far; "" before the first."""
+    if not trained:
+        return ""
+    seconds = (time.monotonic() - started) / trained * (todo - trained)
+    return f", about {seconds / 60:.0f} min left" if seconds >= 90 else f", about {seconds:.0f} s left"
+
+
 def run_sweep(folder: str | Path, quiet: bool = False) -> SweepResult:
     """Train every point of the sweep in `folder` that has not finished.
 
@@ -61,16 +69,17 @@ def run_sweep(folder: str | Path, quiet: bool = False) -> SweepResult:
     except FileNotFoundError:
         raise DigitlabError(f"{folder}: not a sweep folder (no sweep.json)") from None
     base = TrainConfig.from_dict(plan["base"], str(folder / "sweep.json"))
-    run_dirs = []
-    for point in grid_points(plan["grid"]):
-        name = point_name(point)
-        run_dir = folder / "runs" / name
-        run_dirs.append(run_dir)
-        run = Run(run_dir)
+    points = grid_points(plan["grid"])
+    run_dirs = [folder / "runs" / point_name(point) for point in points]
+    todo = sum(not Run(run_dir).result_path.exists() for run_dir in run_dirs)
+    started, trained = time.monotonic(), 0
+    for number, (point, run_dir) in enumerate(zip(points, run_dirs, strict=True), 1):
+        name, run = point_name(point), Run(run_dir)
         if run.result_path.exists():
             continue
         if not quiet:
-            print(f"--- sweep point {name}")
+            print(f"--- sweep point {number} of {len(points)}: {name}" + time_left(started, trained, todo))
+        trained += 1
         if run.has_last():
             train(None, resume=run_dir, quiet=quiet)
             continue

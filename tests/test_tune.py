@@ -18,7 +18,14 @@ from digitlab.cli import build_parser, main
 from digitlab.cli.training_flags import train_config_from_args
 from digitlab.cli.tune import fixed_settings
 from digitlab.engine.runs import Run
-from digitlab.engine.tune import open_storage, open_study, searched_settings, trial_config, tune
+from digitlab.engine.tune import (
+    open_storage,
+    open_study,
+    searched_settings,
+    trial_config,
+    trial_heading,
+    tune,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -128,7 +135,7 @@ def test_two_processes_share_one_sqlite_study(small_idx_dir, tmp_path, capsys):
     assert [worker.returncode for worker in workers] == [0, 0], outputs
 
     # each worker ran trials of its own; together they finished the study's 4
-    ran = [{int(n) for n in re.findall(r"^--- trial (\d+):", stdout, re.M)} for stdout, _ in outputs]
+    ran = [{int(n) for n in re.findall(r"^--- trial (\d+) ", stdout, re.M)} for stdout, _ in outputs]
     assert all(ran) and not ran[0] & ran[1], ran
     finished = [t for t in load(out).trials if t.state in FINISHED]
     # optuna's guarantee: 4, or one more when both workers finish a trial at the same instant
@@ -142,3 +149,19 @@ def test_two_processes_share_one_sqlite_study(small_idx_dir, tmp_path, capsys):
     replay = Path(re.search(r"run folder: (.*)", capsys.readouterr().out).group(1))
     assert replay.parent == out and json.loads((out / "best-config.json").read_text())["run_name"] == ""
     assert Run.open(replay).finished_result().val.accuracy == best.value
+
+
+def test_each_trial_is_announced_with_the_study_s_standing():
+    study = optuna.create_study(direction="maximize")
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    for value in (0.9871, 0.95):
+        study.add_trial(optuna.trial.create_trial(params={"lr": 1e-3}, distributions={"lr": lr}, value=value))
+    study.add_trial(
+        optuna.trial.create_trial(params={"lr": 1e-2}, distributions={"lr": lr}, state=TrialState.PRUNED)
+    )
+    trial = study.ask({"lr": lr})
+    heading = trial_heading(trial, study, 10)
+    assert heading.startswith("--- trial 3 (3 of 10 done, best val 98.71 % in trial 0): lr=")
+    assert trial_heading(optuna.create_study().ask({"lr": lr}), optuna.create_study(), 4).startswith(
+        "--- trial 0 (0 of 4 done): lr="
+    )

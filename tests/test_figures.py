@@ -87,6 +87,12 @@ def test_training_curves(drawn, tmp_path, epochs):
     assert drawn[str(tmp_path / "curves.png")] == []
 
 
+def test_training_curves_with_the_test_set_each_epoch(drawn, tmp_path):
+    rows = [{**r, "test_loss": r["val_loss"] * 0.9, "test_acc": r["val_acc"] + 0.01} for r in epoch_rows(10)]
+    figures.training_curves(rows, 4, tmp_path / "curves.png", "bncnn: training curves")
+    assert drawn[str(tmp_path / "curves.png")] == []  # the legend names three lines without overlaps
+
+
 @pytest.mark.parametrize(
     "classes",
     [

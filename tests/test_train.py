@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from conftest import ctrl_c, on_second_epoch, quick_config
 from digitlab import load_checkpoint, train
 from digitlab.config import TrainConfig
+from digitlab.engine.train import uses_bfloat16
 from digitlab.errors import ConfigError, TrainingDiverged
 
 
@@ -100,6 +101,7 @@ def test_diverging_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
         (dict(batch_size=0), "batch_size must be >= 1"),
         (dict(model="nope"), "unknown model 'nope'"),
         (dict(optimizer="lbfgs"), "unknown optimizer"),
+        (dict(precision="half"), "unknown precision 'half'"),
     ],
 )
 def test_impossible_settings_are_refused_before_any_file_is_written(tmp_path, setting, message):
@@ -166,3 +168,32 @@ def test_a_run_of_a_few_batches_has_a_working_schedule(schedule):
         optimizer.step()
         scheduler.step()
     assert all(math.isfinite(group["lr"]) for group in optimizer.param_groups)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_picks_bfloat16_where_it_is_asked_for_or_native(monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert uses_bfloat16("fastest", cpu) is native  # only where the CPU computes it natively
+    assert not uses_bfloat16("auto", cpu) and uses_bfloat16("auto", gpu) and uses_bfloat16("fastest", gpu)
+    assert uses_bfloat16("bfloat16", cpu) and not uses_bfloat16("float32", gpu)
+
+
+def test_a_bfloat16_run_trains_and_says_so(tmp_path, capsys):
+    result = train(quick_config(tmp_path, precision="bfloat16", epochs=1, train_limit=1500))
+    assert "(bfloat16)" in capsys.readouterr().out.splitlines()[0]
+    assert result.val.accuracy > 0.8  # a real, if short, training: the weights stay float32
+    weights = load_file(str(result.run_dir / "best.safetensors")).values()
+    assert {t.dtype for t in weights if t.is_floating_point()} == {torch.float32}
+
+
+def test_test_each_epoch_records_the_reports_protocol_without_choosing_by_it(tmp_path):
+    measured = train(quick_config(tmp_path, epochs=2, train_limit=1500, test_each_epoch=True), quiet=True)
+    plain = train(quick_config(tmp_path, epochs=2, train_limit=1500, run_name="plain"), quiet=True)
+    rows = [json.loads(line) for line in (measured.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < r["test_acc"] <= 1 and r["test_loss"] > 0 for r in rows)
+    assert rows[-1]["test_acc"] == measured.test_last.accuracy  # the last epoch's weights, measured
+    assert (measured.best_epoch, measured.test) == (plain.best_epoch, plain.test)  # chosen as before
+    plain_rows = (plain.run_dir / "metrics.jsonl").read_text()
+    assert "test_acc" not in plain_rows

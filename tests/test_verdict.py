@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from digitlab.data import DigitData
-from digitlab.data.outliers import NOT_A_DIGIT, outlier_images
+from digitlab.data.digitdata import NOT_A_DIGIT
+from digitlab.data.outliers import outlier_images
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.errors import CheckpointError, DataError
 from digitlab.inference import Predictor

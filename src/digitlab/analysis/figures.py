@@ -44,6 +44,8 @@ def training_curves(rows: list[dict], best_epoch: int | None, path: str | Path, 
     for ax, key, label in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, _values(rows, f"train_{key}"), "o-", ms=4, label="train")
         ax.plot(epochs, _values(rows, f"val_{key}"), "o-", ms=4, label="validation")
+        if any(f"test_{key}" in r for r in rows):  # --test-each-epoch: the reports' own protocol
+            ax.plot(epochs, _values(rows, f"test_{key}"), "o-", ms=4, label="test (not used to choose)")
         ax.set_ylabel(label)
         ax.set_title(label.split(" ")[0])
     axes[2].plot(epochs, [r["lr"] for r in rows], "o-", ms=4, color="tab:green")

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digitlab.cli.output import add_json_flag, print_json, refuse_existing
 from digitlab.cli.output import progress as output_progress
@@ -16,8 +17,10 @@ from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
 from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write
-from digitlab.inference.batch import BatchResult
 from digitlab.serve.batching import Batching
+
+if TYPE_CHECKING:  # the model-side imports wait until a command needs them (`train` never does)
+    from digitlab.inference.batch import BatchResult
 
 DEFAULT_WORKERS = min(os.cpu_count() or 1, 4)  # digitlab serve's processes
 SUBMISSION = Path("submission.csv")  # predict --csv's default --out
@@ -156,6 +159,8 @@ def result_row(result: BatchResult) -> list:
 
 
 def read_number(predictor, path: Path) -> BatchResult:
+    from digitlab.inference.batch import BatchResult
+
     try:
         return BatchResult(str(path), number=predictor.predict_number(path, str(path)))
     except DigitlabError as err:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
+NOT_A_DIGIT = "not a digit"  # the extra class of models trained with outliers
 
 
 @dataclass

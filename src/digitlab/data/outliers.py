@@ -18,7 +18,6 @@ from digitlab.errors import DataError
 from digitlab.imaging.preprocess import to_mnist
 from digitlab.imaging.render import LETTERS, SYMBOLS, font_files, printed
 
-NOT_A_DIGIT = "not a digit"
 TRAINING_FONTS = "DejaVu"
 SHARES = {"fashion": 0.3, "printed": 0.3, "shape": 0.25, "scribble": 0.1, "speckle": 0.05}
 

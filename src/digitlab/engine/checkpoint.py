@@ -23,8 +23,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from digitlab._version import __version__
-from digitlab.data.digitdata import DIGIT_CLASSES
-from digitlab.data.outliers import NOT_A_DIGIT
+from digitlab.data.digitdata import DIGIT_CLASSES, NOT_A_DIGIT
 from digitlab.engine.pretrained import pretrained_path
 from digitlab.errors import CheckpointError, ConfigError, DataError
 from digitlab.fileio import atomic_write_bytes, atomic_write_json, check_regular_file, load_weights_only

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from digitlab.config import TrainConfig
 from digitlab.data.augment import BatchAugment
+from digitlab.data.digitdata import NOT_A_DIGIT
 from digitlab.data.info import balance_line
-from digitlab.data.outliers import NOT_A_DIGIT, outlier_images
 from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine import distributed
 from digitlab.engine.calibration import calibration, fit_temperature
@@ -47,6 +47,17 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"unknown model {config.model!r}; choose one of: {', '.join(list_models())}")
     Tracking.check(config)
     return config
+
+
+def uses_bfloat16(precision: str, device: torch.device) -> bool:
+    """Whether training steps run in bfloat16 (autocast) for this `precision` setting on `device`."""
+    if precision in ("float32", "bfloat16"):
+        return precision == "bfloat16"
+    if device.type != "cpu":
+        return True
+    return precision == "fastest" and (
+        torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,6 +128,7 @@ class Trainer:
             world,
         )
         self.device, self.on_epoch = device, on_epoch
+        self.bfloat16 = uses_bfloat16(config.precision, device)
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -127,6 +139,8 @@ class Trainer:
         )
         check_split_sizes(config, len(self.train_data), len(self.val_data))
         if config.outliers:  # an extra "not a digit" class; validation and test stay digits only
+            from digitlab.data.outliers import outlier_images  # fonts and shapes: not needed otherwise
+
             extra = outlier_images(round(len(self.train_data) * config.outliers), config.seed)
             self.train_data = self.train_data.with_extra_class(torch.from_numpy(extra), NOT_A_DIGIT)
         self.test_data = load_dataset(config.data, "test").to(self.device)
@@ -236,7 +250,7 @@ class Trainer:
                 images = self.augment(images, augment_rng)
             if step == 0 and self.epoch == 0:
                 self.tracking.first_batch(images)
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bfloat16):
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
@@ -283,13 +297,13 @@ class Trainer:
             config=config.to_dict(),
         )
 
-    def save_best(self, val: Metrics | None) -> None:
+    def save_best(self, val: Metrics | None, logits: torch.Tensor | None) -> None:
         """Save the weights being validated as the best checkpoint, with a temperature fitted
-        on the validation split (the training model itself keeps temperature 1)."""
+        on the validation split from their validation `logits` (the training model itself keeps
+        temperature 1)."""
         meta = self.checkpoint_meta(val)
         model = copy.deepcopy(unwrap(self.eval_model))
-        if len(self.val_data):
-            logits = predict_logits(model, self.val_data.images, self.config.eval_batch_size)
+        if logits is not None:
             labels = self.val_data.labels.cpu()
             temperature = fit_temperature(logits, labels)
             model.temperature.fill_(temperature)
@@ -309,8 +323,10 @@ class Trainer:
             epoch_start = time.perf_counter()
             train_loss, train_acc = self.train_one_epoch()
             val = raw_val = None  # without a validation split there is nothing to measure
+            val_logits = None
             if len(self.val_data):
-                val = evaluate(self.eval_model, self.val_data, config.eval_batch_size)
+                val_logits = predict_logits(self.eval_model, self.val_data.images, config.eval_batch_size)
+                val = metrics_from_logits(val_logits, self.val_data.labels)
                 if self.ema:  # the un-averaged weights too, so the average's gain is measured
                     raw_val = evaluate(self.model, self.val_data, config.eval_batch_size)
             self.epoch += 1
@@ -325,6 +341,9 @@ class Trainer:
             }
             if raw_val:
                 row.update(val_loss_raw=raw_val.loss, val_acc_raw=raw_val.accuracy)
+            if config.test_each_epoch:
+                test_now = evaluate(self.eval_model, self.test_data, config.eval_batch_size)
+                row.update(test_loss=test_now.loss, test_acc=test_now.accuracy)
             better = self.improved(val)
             if better:
                 self.best_epoch, self.bad_epochs = self.epoch, 0
@@ -332,7 +351,7 @@ class Trainer:
                 self.bad_epochs += 1
             if main:
                 if better:
-                    self.save_best(val)
+                    self.save_best(val, val_logits)
                 self.history.append(row)
                 # the resumable state first: a metrics row never exists without it
                 run.save_last(self.state())
@@ -441,7 +460,8 @@ def train(
     elif world.is_main:
         echo(
             f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
-            f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device}; "
+            f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device} "
+            f"({'bfloat16' if trainer.bfloat16 else 'float32'}); "
             f"{len(trainer.train_data.classes)} classes, {balance_line(trainer.train_data.class_counts())}"
         )
     with trainer.tracking.start(trainer.epoch):

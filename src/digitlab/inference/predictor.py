@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.data.outliers import NOT_A_DIGIT
+from digitlab.data.digitdata import NOT_A_DIGIT
 from digitlab.engine.checkpoint import Checkpoint, load_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities
 from digitlab.engine.pretrained import DEFAULT_MODEL, model_card, pretrained_path

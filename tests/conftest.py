@@ -109,9 +109,11 @@ def second_checkpoint(tmp_path_factory) -> Path:
     return current_format_run(tmp_path_factory.mktemp("second") / "run", checkpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's) driven by Playwright; required in CI, skipped elsewhere if absent."""
+    """Headless Chromium (Debian's) driven by Playwright; required in CI, skipped elsewhere if absent.
+    One per test module: Playwright's sync API holds an event loop in the main thread while it
+    runs, which later tests' asyncio.run would trip over."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("CI"):

@@ -28,6 +28,8 @@ FLAGS = [
     "0.05",
     "--threads",
     "1",
+    "--precision",  # the equivalence is float32's: bfloat16 rounds each rank's half-batch on its own
+    "float32",
     "--quiet",
 ]
 

@@ -167,13 +167,15 @@ class Service:
             batching.max_wait_ms,
             batching.max_pending,
             on_batch=metrics.BATCH_SIZE.observe,
-            coming=lambda: (
-                self.in_progress["predictions"] - self.batcher.depth
-            ),  # admitted, not yet queued for the model
+            coming=self.coming,
         )
         self.decoders = anyio.CapacityLimiter(batching.decode_threads)
         # attributions need gradients, so they run beside the batcher, one request at a time
         self.explainer = anyio.CapacityLimiter(1)
+
+    def coming(self) -> int:
+        """Prediction requests admitted and not yet queued for the model (the batcher waits for them)."""
+        return self.in_progress["predictions"] - self.batcher.depth
 
     def model_info(self) -> dict:
         checkpoints = self.predictor.checkpoints

@@ -159,14 +159,16 @@ def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) 
         doc.warning("No epoch finished: no curves.")
         return
     best_epoch = result.best_epoch if result else None
+    tested = [r for r in rows if "test_acc" in r]  # --test-each-epoch
     if len(rows) < 2:
         doc.paragraph("One epoch: no curves to draw; its numbers are in the table.")
     else:
         doc.figure(
             figures.training_curves(rows, best_epoch, figure_dir / "curves.png", f"{model}: training curves"),
-            "Loss and accuracy per epoch on the training and validation splits; learning rate.",
+            "Loss and accuracy per epoch on the training and validation splits"
+            + (" and on the test set (measured each epoch, never used to choose)" if tested else "")
+            + "; learning rate.",
         )
-    tested = [r for r in rows if "test_acc" in r]  # --test-each-epoch
     doc.table(
         ["epoch", "train loss", "train acc", "val loss", "val acc"]
         + (["test acc (each epoch)"] if tested else [])

@@ -121,3 +121,25 @@ def test_the_robust_preset_keeps_digits_readable(mnist_test, trained_checkpoint)
     with torch.no_grad():
         accuracy = (model(changed).argmax(1) == test.labels).float().mean().item()
     assert 0.5 < accuracy < 0.9  # readable, yet far from the plain digits: it does augment
+
+
+def test_flip_mirrors_about_its_share_of_the_images(mnist_test):
+    images = pixels(mnist_test, 400)
+    flipped = BatchAugment(flip=0.5)(images, torch.Generator().manual_seed(2))
+    mirrored = (flipped == images.flip(-1)).flatten(1).all(1)
+    kept = (flipped == images).flatten(1).all(1)
+    assert (mirrored | kept).all()  # each image whole, one way or the other
+    assert 0.4 < mirrored.float().mean() < 0.6
+
+
+def test_random_erasing_replaces_one_rectangle_in_about_its_share(mnist_test):
+    images = pixels(mnist_test, 400)
+    erased = BatchAugment(erase=0.5)(images, torch.Generator().manual_seed(3))
+    changed = erased != images
+    touched = changed.flatten(1).any(1)
+    assert 0.4 < touched.float().mean() < 0.6
+    for mask in changed[touched][:, 0]:  # the changed pixels lie in one rectangle of 2-33 % of the area
+        rows, columns = mask.nonzero(as_tuple=True)
+        box = (rows.max() - rows.min() + 1) * (columns.max() - columns.min() + 1)
+        assert box <= 0.34 * 28 * 28 and mask.sum() >= 0.5 * box  # noise may equal a pixel by chance
+    assert ((erased >= 0) & (erased <= 1)).all()

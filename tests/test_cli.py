@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from digitlab.cli import main
-from digitlab.models import build_model
+from digitlab.config import PRESETS, preset_config
+from digitlab.engine.train import validate_config
+from digitlab.models import build_model, list_models
 
 
 def run_cli(capsys, *args):
@@ -201,3 +203,18 @@ def test_every_command_has_a_help_page(capsys):
             main([name, "--help"])
         assert exit_code.value.code == 0, name
         assert f"usage: digitlab {name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_a_valid_set_up(name):
+    config = validate_config(preset_config(name))
+    assert config.preset == name and config.model in list_models()
+
+
+def test_the_fashion_preset_mirrors_and_erases_clothes_not_digits():
+    fashion = preset_config("fashion")
+    assert (fashion.data, fashion.model) == ("fashion-mnist", "resnet")
+    assert fashion.aug_flip > 0 and fashion.aug_erase > 0
+    assert all(
+        preset_config(name).aug_flip == 0 for name in PRESETS if name != "fashion"
+    )  # digits have a handedness

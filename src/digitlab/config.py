@@ -71,6 +71,10 @@ class TrainConfig:
     aug_noise: float = setting(
         0.0, "augment: random additive noise, max standard deviation (pixels in [0, 1])"
     )
+    aug_flip: float = setting(0.0, "augment: share of images mirrored left to right (clothes, not digits)")
+    aug_erase: float = setting(
+        0.0, "augment: share of images with a random rectangle replaced by noise (random erasing)"
+    )
     outliers: float = setting(
         0.0,
         "not-a-digit images added per training image (0.2 = 20 %) as an extra class, so the model "
@@ -133,6 +137,8 @@ class TrainConfig:
             (self.aug_aspect < 1, f"aug_aspect must be < 1, got {self.aug_aspect}"),
             (self.aug_stroke <= 1, f"aug_stroke is a share of images, at most 1, got {self.aug_stroke}"),
             (self.aug_lowres <= 1, f"aug_lowres is a share of images, at most 1, got {self.aug_lowres}"),
+            (self.aug_flip <= 1, f"aug_flip is a share of images, at most 1, got {self.aug_flip}"),
+            (self.aug_erase <= 1, f"aug_erase is a share of images, at most 1, got {self.aug_erase}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
             (self.outliers >= 0, f"outliers must be >= 0, got {self.outliers}"),
             (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
@@ -255,6 +261,25 @@ PRESETS: dict[str, Preset] = {
             aug_noise=0.04,
             outliers=0.25,
             val_split=0.1,
+        ),
+    ),
+    "fashion": Preset(
+        "clothes (Fashion-MNIST): resnet, mirrored and randomly erased images, one-cycle AdamW, 30 epochs",
+        dict(
+            model="resnet",
+            data="fashion-mnist",
+            optimizer="adamw",
+            lr=3e-3,
+            weight_decay=5e-4,
+            batch_size=128,
+            epochs=30,
+            schedule="onecycle",
+            label_smoothing=0.1,
+            aug_shift=2.0,
+            aug_flip=0.5,
+            aug_erase=0.5,
+            val_split=0.1,
+            precision="fastest",
         ),
     ),
     "report-000": Preset(

@@ -2,7 +2,8 @@
 
 Geometry (rotation, zoom, aspect, shear, shift, elastic distortion) is one `grid_sample`;
 then the stroke (thicker or thinner), the resolution (down- and up-sampled), blur, ink
-profile (gamma) and noise. Each kind is off at 0, and an off kind draws no random numbers,
+profile (gamma), noise, and for pictures that have no handedness (clothes, not digits)
+mirroring and random erasing. Each kind is off at 0, and an off kind draws no random numbers,
 so turning a new kind on never changes the draws of the others.
 """
 
@@ -32,6 +33,8 @@ class BatchAugment:
     blur: float = 0.0  # max Gaussian blur sigma, in pixels
     gamma: float = 0.0  # max |log gamma| of the ink profile (0.5 = gamma 0.6..1.65)
     noise: float = 0.0  # max standard deviation of additive noise (pixels in [0, 1])
+    flip: float = 0.0  # share of images mirrored left to right
+    erase: float = 0.0  # share of images with a random rectangle (2-33 % of the area) replaced by noise
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> BatchAugment:
@@ -58,7 +61,12 @@ class BatchAugment:
         if self.noise:
             sigma = draw.uniform(self.noise).abs().view(-1, 1, 1, 1)
             images = images + sigma * torch.randn(images.shape, generator=generator, device=images.device)
-        return images.clamp(0, 1) if self.stroke or self.lowres or self.noise or self.gamma else images
+        images = images.clamp(0, 1) if self.stroke or self.lowres or self.noise or self.gamma else images
+        if self.flip:
+            images = torch.where((draw.rand() < self.flip).view(-1, 1, 1, 1), images.flip(-1), images)
+        if self.erase:
+            images = random_erasing(images, draw, self.erase)
+        return images
 
     def geometry(self, images: torch.Tensor, draw: Draws) -> torch.Tensor:
         if not any((self.rotate, self.scale, self.shift, self.shear, self.aspect, self.elastic)):
@@ -151,3 +159,26 @@ def low_resolution(images: torch.Tensor, draw: Draws, share: float) -> torch.Ten
         small = F.interpolate(images[index], size=(low, low), mode="area")
         result[index] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
     return result
+
+
+def random_erasing(images: torch.Tensor, draw: Draws, share: float) -> torch.Tensor:
+    """About `share` of the images get one rectangle of 2-33 % of their area, with an aspect
+    ratio between 0.3 and 3.3, filled with uniform noise (Zhong et al., 2017)."""
+    n, _, height, width = images.shape
+    area = (0.02 + draw.rand() * 0.31) * height * width
+    aspect = torch.exp(math.log(0.3) + draw.rand() * (math.log(3.3) - math.log(0.3)))
+    tall = (area * aspect).sqrt().round().clamp(1, height)
+    wide = (area / aspect).sqrt().round().clamp(1, width)
+    top = (draw.rand() * (height - tall + 1)).floor()
+    left = (draw.rand() * (width - wide + 1)).floor()
+    rows = torch.arange(height, device=images.device).view(1, -1, 1)
+    columns = torch.arange(width, device=images.device).view(1, 1, -1)
+    inside = (
+        (rows >= top.view(-1, 1, 1))
+        & (rows < (top + tall).view(-1, 1, 1))
+        & (columns >= left.view(-1, 1, 1))
+        & (columns < (left + wide).view(-1, 1, 1))
+    )
+    chosen = (draw.rand() < share).view(-1, 1, 1) & inside
+    noise = draw.rand(1, height, width).to(images.dtype)
+    return torch.where(chosen[:, None], noise, images)

@@ -172,3 +172,15 @@ def test_audit_ranks_deliberately_wrong_labels_first(finished_run, mnist_test, t
     csv_path, grid_path = write_audit(result, tmp_path / "audit", "test")
     assert len(csv_path.read_text().splitlines()) == len(result.rows) + 1
     assert_png(grid_path)
+
+
+@pytest.mark.slow  # a real run and its whole report
+def test_a_run_measured_on_the_test_set_each_epoch_says_what_choosing_on_it_would_give(tmp_path):
+    result = train(quick_config(tmp_path, epochs=2, train_limit=1500, test_each_epoch=True), quiet=True)
+    _, md_path = write_report(result.run_dir, embedded=200)
+    markdown = md_path.read_text()
+    rows = Run(result.run_dir).metrics()
+    peak = max(rows, key=lambda r: r["test_acc"])
+    assert "| test acc (each epoch) |" in markdown
+    assert f"the best epoch would be {peak['epoch']} with {peak['test_acc'] * 100:.2f} %" in markdown
+    assert "on the test set (measured each epoch, never used to choose)" in markdown

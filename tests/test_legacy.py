@@ -81,7 +81,7 @@ GOOD_META = json.loads((LEGACY_RUN / "best.json").read_text())
         ({**GOOD_META, "classes": "0123456789"}, "field 'classes' should be a list of class names"),
         ({**GOOD_META, "classes": [0, 1]}, "field 'classes' should list class names"),
         ({**GOOD_META, "model_kwargs": {"widths": "wide"}}, "model 'fastcnn': bad arguments"),
-        ({**GOOD_META, "model": "resnet"}, "unknown model 'resnet'"),
+        ({**GOOD_META, "model": "vit"}, "unknown model 'vit'"),
         ({**GOOD_META, "format_version": 99}, "checkpoint format 99"),
         ({**GOOD_META, "format_version": 2, "epoch": "one"}, "field 'epoch' should be an epoch number"),
     ],

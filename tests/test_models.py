@@ -69,8 +69,8 @@ def test_myconvnet_takes_one_unbatched_image():
 
 
 def test_unknown_model_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown model 'resnet'.*bncnn"):
-        build_model("resnet")
+    with pytest.raises(ConfigError, match="unknown model 'vit'.*bncnn"):
+        build_model("vit")
     with pytest.raises(ConfigError, match="bad arguments"):
         build_model("bncnn", depth=3)
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
-# preset: (the report's claim, how it chose what it reported)
+# preset: (the report's claim as it wrote it, how it chose what it reported)
 REPORTS = {
-    "report-000": (0.99848, "best test accuracy over the epochs"),
-    "report-001": (0.986, "best test accuracy over the epochs"),
-    "report-002": (0.9832, "best validation accuracy (as digitlab)"),
-    "report-003-mlp": (0.985, "the last epoch"),
-    "report-003-cnn": (0.993, "the last epoch"),
-    "report-004": (0.9918, "lowest test loss"),
+    "report-000": ("99.848 %", "best test accuracy over the epochs"),
+    "report-001": ("98.6 %", "best test accuracy over the epochs"),
+    "report-002": ("98.32 %", "best validation accuracy (as digitlab)"),
+    "report-003-mlp": ("98.5 %", "the last epoch"),
+    "report-003-cnn": ("99.3 %", "the last epoch"),
+    "report-004": ("99.18 %", "lowest test loss"),
 }
 
 
@@ -69,7 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of report-* presets")
     args = parser.parse_args()
-    rows = sorted((row(run) for run in args.runs), key=lambda r: r["preset"])
+    finished = [run for run in args.runs if (run / "result.json").exists()]
+    for run in sorted(set(args.runs) - set(finished)):
+        print(f"{run}: not finished (no result.json); left out", file=sys.stderr)
+    rows = sorted((row(run) for run in finished), key=lambda r: r["preset"])
     for r in rows:
         print(json.dumps(r))
     print(
@@ -78,7 +82,7 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | --- | ---: | --- | ---: |")
     for r in rows:
         print(
-            f"| `{r['preset']}` | {r['model']} | {pct(r['claimed'])} | {pct(r['report_protocol'])} | "
+            f"| `{r['preset']}` | {r['model']} | {r['claimed']} | {pct(r['report_protocol'])} | "
             f"{r['chosen_by']} | {pct(r['honest'])} | {r['epochs']} | {r['median_epoch_s']} s |"
         )
 

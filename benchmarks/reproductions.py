@@ -77,13 +77,13 @@ def main() -> None:
     for r in rows:
         print(json.dumps(r))
     print(
-        "| preset | model | report claimed | report's protocol | (chosen by) | honest | epochs | training |"
+        "| preset | model | report claimed | report's protocol | chosen by | honest | epochs | s an epoch |"
     )
     print("| --- | --- | ---: | ---: | --- | ---: | --- | ---: |")
     for r in rows:
         print(
             f"| `{r['preset']}` | {r['model']} | {r['claimed']} | {pct(r['report_protocol'])} | "
-            f"{r['chosen_by']} | {pct(r['honest'])} | {r['epochs']} | {r['median_epoch_s']} s |"
+            f"{r['chosen_by']} | {pct(r['honest'])} | {r['epochs']} | {r['median_epoch_s']} |"
         )
 
 

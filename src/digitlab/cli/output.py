@@ -56,12 +56,9 @@ def step_progress(steps: Sequence[str], as_json: bool = False, desc: str = ""):
     """A progress bar over named steps: yields a function to call with each step's name as it
     starts; the bar shows how many are done and the one under way."""
     bar = progress(None, as_json, total=len(steps), desc=desc, unit="step")
-    started = []
 
     def start(step: str) -> None:
-        if started:
-            bar.update(1)
-        started.append(step)
+        bar.update(steps.index(step) - bar.n)  # the steps before it are done, skipped ones too
         bar.set_postfix_str(step)
 
     try:

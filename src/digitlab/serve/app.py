@@ -25,7 +25,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from digitlab.analysis.explain import Explanation, explain, explained_model
-from digitlab.analysis.figures import attribution_overlay, attribution_scale
 from digitlab.engine.checkpoint import Checkpoint
 from digitlab.engine.pretrained import model_cards, pretrained_path
 from digitlab.errors import DigitlabError, NoDigitFound
@@ -63,6 +62,8 @@ def served_name(checkpoints: list[Checkpoint]) -> str:
 def explanation_dict(explanation: Explanation) -> dict:
     """An explanation for the page: the two likeliest classes, each with its probability and its
     attribution overlay (a PNG data URL, 4x the 28x28 the model saw, on one colour scale)."""
+    from digitlab.analysis.figures import attribution_overlay, attribution_scale  # matplotlib: on first use
+
     scale = attribution_scale(explanation.attributions)
     overlays = [
         (attribution_overlay(explanation.image, a, scale) * 255).round().astype(np.uint8)

@@ -2,8 +2,10 @@
 measuring every figure of the card (MNIST test, calibration, real-world suite, size, latency).
 
     python benchmarks/model_card.py RUN --name fast --summary "..." --command "digitlab train ..."
+    python benchmarks/model_card.py --name ensemble --members best best-2 ... --summary ... --command ...
 
-Writes src/digitlab/pretrained/NAME.safetensors and the NAME entry of models.json.
+The first writes src/digitlab/pretrained/NAME.safetensors and the NAME entry of models.json;
+the second an ensemble's entry, whose members are models shipped already (no file of its own).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from PIL import Image
 from digitlab import load_dataset
 from digitlab.analysis.metrics import calibration
 from digitlab.analysis.realworld import build_suite, score_predictor
-from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint
+from digitlab.engine.checkpoint import load_checkpoint, load_checkpoints, save_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities, metrics_from_logits
-from digitlab.engine.pretrained import CARDS_FILE, ModelCard, file_sha256, pretrained_folder
+from digitlab.engine.pretrained import CARDS_FILE, ModelCard, file_sha256, pretrained_folder, shipped_weights
 from digitlab.inference import Predictor
 from digitlab.models import count_parameters
 
@@ -61,54 +63,80 @@ def training_data(config: dict) -> str:
     return text
 
 
-def calibration_figures(checkpoint, test, probabilities) -> dict:
-    """Expected calibration error on the MNIST test set with the temperature the trainer fitted
-    on validation, and without it (temperature 1)."""
-    model = checkpoint.model
-    temperature = float(model.temperature)
-    model.temperature.fill_(1.0)
-    raw = ensemble_probabilities([model], test.images)
-    model.temperature.fill_(temperature)
+def calibration_figures(models, test, probabilities) -> dict:
+    """Expected calibration error on the MNIST test set with the temperatures the trainer fitted
+    on validation, and without them (temperature 1); a single model's temperature."""
+    temperatures = [float(model.temperature) for model in models]
+    for model in models:
+        model.temperature.fill_(1.0)
+    raw = ensemble_probabilities(models, test.images)
+    for model, temperature in zip(models, temperatures, strict=True):
+        model.temperature.fill_(temperature)
     labels = test.labels.numpy()
-    return {
+    figures = {
         "ece": round(calibration(probabilities.numpy(), labels).ece, 5),
         "ece_without_temperature": round(calibration(raw.numpy(), labels).ece, 5),
-        "temperature": round(temperature, 4),
     }
+    return figures | ({"temperature": round(temperatures[0], 4)} if len(models) == 1 else {})
+
+
+def ship_weights(run: str, name: str):
+    """Copy the run's best checkpoint into the package as NAME.safetensors; (checkpoint, file)."""
+    checkpoint = load_checkpoint(run)
+    weights = save_checkpoint(pretrained_folder() / f"{name}.safetensors", checkpoint.model, checkpoint.meta)
+    weights.with_suffix(".json").unlink()  # the card and the header carry the metadata
+    return checkpoint, weights
+
+
+def architecture_of(checkpoints) -> str:
+    """`widecnn`, or for an ensemble its architectures counted: `widecnn x3, resnet x2`."""
+    names = [c.meta.model for c in checkpoints]
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(f"{n} x{names.count(n)}" for n in dict.fromkeys(names))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run", help="run folder or checkpoint to ship")
+    parser.add_argument("run", nargs="?", help="run folder or checkpoint to ship")
+    parser.add_argument(
+        "--members", nargs="+", default=[], help="an ensemble: the names of shipped models to average"
+    )
     parser.add_argument("--name", required=True, help="the shipped model's name")
     parser.add_argument("--summary", required=True, help="one line: what the model is for")
     parser.add_argument("--command", required=True, help="the command that reproduces the weights")
     parser.add_argument("--count", type=int, default=500, help="images per real-world set")
     args = parser.parse_args()
+    if bool(args.run) == bool(args.members):
+        parser.error("give either RUN (one model) or --members (an ensemble of shipped models)")
 
-    checkpoint = load_checkpoint(args.run)
-    folder = pretrained_folder()
-    weights = save_checkpoint(folder / f"{args.name}.safetensors", checkpoint.model, checkpoint.meta)
-    weights.with_suffix(".json").unlink()  # the card and the header carry the metadata
+    if args.run:
+        checkpoint, weights = ship_weights(args.run, args.name)
+        checkpoints, files = [checkpoint], {"file": weights.name, "sha256": file_sha256(weights)}
+        size = weights.stat().st_size
+    else:
+        checkpoints = load_checkpoints(args.members)
+        files = {"members": args.members}
+        size = sum(path.stat().st_size for member in args.members for path in shipped_weights(member))
+    models = [c.model for c in checkpoints]
     test = load_dataset("mnist", "test")
-    probabilities = ensemble_probabilities([checkpoint.model], test.images)
+    probabilities = ensemble_probabilities(models, test.images)
     metrics = metrics_from_logits(probabilities.clamp_min(1e-12).log(), test.labels)
-    predictor = Predictor([checkpoint])
+    predictor = Predictor(checkpoints)
     readings = predictor.predict_mnist(test.images.numpy())
     verdicts = [p.verdict for p in readings]
     labels = [predictor.classes[int(i)] for i in test.labels]
     rows = [{"set": s.name, **score_predictor(predictor, s)} for s in build_suite(test, args.count)]
-    config = checkpoint.meta.config
+    configs = [c.meta.config for c in checkpoints]
     card = ModelCard(
         name=args.name,
-        file=weights.name,
-        sha256=file_sha256(weights),
+        **files,
         summary=args.summary,
-        architecture=checkpoint.meta.model,
-        parameters=count_parameters(checkpoint.model),
-        training_data=training_data(config),
+        architecture=architecture_of(checkpoints),
+        parameters=sum(count_parameters(model) for model in models),
+        training_data="; ".join(dict.fromkeys(training_data(config) for config in configs)),
         command=args.command,
         mnist_test={
             "accuracy": metrics.accuracy,
@@ -118,13 +146,13 @@ def main() -> None:
             # the digit `predict` reads (the best digit class, even where the verdict is not "digit")
             "label_accuracy": sum(p.label == y for p, y in zip(readings, labels, strict=True)) / len(labels),
         },
-        calibration=calibration_figures(checkpoint, test, probabilities),
+        calibration=calibration_figures(models, test, probabilities),
         realworld=rows,
-        size_bytes=weights.stat().st_size,
+        size_bytes=size,
         latency_ms=latency(predictor, test),
-        data_license=MNIST_LICENSE + ("; " + FASHION_LICENSE if config.get("outliers") else ""),
+        data_license=MNIST_LICENSE + ("; " + FASHION_LICENSE if any(c["outliers"] for c in configs) else ""),
     )
-    cards_path = folder / CARDS_FILE
+    cards_path = pretrained_folder() / CARDS_FILE
     cards = json.loads(cards_path.read_text()) if cards_path.exists() else []
     cards = [c for c in cards if c["name"] != args.name] + [card.to_dict()]
     cards_path.write_text(json.dumps(cards, indent=2) + "\n")

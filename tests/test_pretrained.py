@@ -7,20 +7,22 @@ from pathlib import Path
 import pytest
 
 from digitlab.cli import main
-from digitlab.engine.pretrained import file_sha256, model_cards, pretrained_folder
+from digitlab.engine import pretrained
+from digitlab.engine.pretrained import ModelCard, file_sha256, model_cards, pretrained_folder, shipped_weights
 from digitlab.errors import CheckpointError
 from digitlab.inference import Predictor
 
 CARDS = model_cards()
+FILES = sorted(name for name, card in CARDS.items() if card.file)
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
 
 
 def test_the_shipped_models_are_small_enough():
     assert "fast" in CARDS
-    assert sum((pretrained_folder() / card.file).stat().st_size for card in CARDS.values()) <= 25 * 2**20
+    assert sum((pretrained_folder() / CARDS[name].file).stat().st_size for name in FILES) <= 25 * 2**20
 
 
-@pytest.mark.parametrize("name", sorted(CARDS))
+@pytest.mark.parametrize("name", FILES)
 def test_each_shipped_file_matches_its_card(name):
     card = CARDS[name]
     path = pretrained_folder() / card.file
@@ -33,6 +35,43 @@ def test_each_shipped_model_scores_what_its_card_says_on_mnist(name, capsys):
     measured = json.loads(capsys.readouterr().out)
     assert measured["n"] == 10000
     assert abs(measured["errors"] - CARDS[name].mnist_test["errors"]) <= 2  # other CPUs round differently
+
+
+@pytest.mark.parametrize("name", sorted(set(CARDS) - set(FILES)))
+def test_each_shipped_ensemble_is_made_of_shipped_models(name):
+    card = CARDS[name]
+    assert len(card.members) >= 2 and set(card.members) <= set(FILES) and not card.sha256
+    assert card.size_bytes == sum(CARDS[member].size_bytes for member in card.members)
+    assert card.parameters == sum(CARDS[member].parameters for member in card.members)
+
+
+@pytest.fixture
+def fast_pair(monkeypatch):
+    """A shipped ensemble named 'pair' of the 'fast' model twice, beside the real cards."""
+    pair = ModelCard(
+        name="pair", summary="two fasts", architecture="fastcnn x2", parameters=0, training_data="",
+        command="", mnist_test={}, calibration={}, members=["fast", "fast"],
+    )  # fmt: skip
+    monkeypatch.setattr(pretrained, "model_cards", lambda: {**CARDS, "pair": pair})
+    return pair
+
+
+def test_a_shipped_ensembles_name_loads_its_members(fast_pair, capsys):
+    assert shipped_weights("pair") == shipped_weights("fast") * 2
+    assert main(["test", "pair", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["errors"] == CARDS["fast"].mnist_test["errors"]
+    assert main(["test", "pair", "fast"]) == 0  # a shipped ensemble beside another checkpoint
+    assert "ensemble of 3" in capsys.readouterr().out
+    assert len(Predictor.pretrained("pair").checkpoints) == 2
+    assert main(["predict", "pair", f"{EXAMPLES}/seven-scan.jpg"]) == 0
+    assert ": 7 (" in capsys.readouterr().out
+
+
+def test_a_command_that_reads_one_model_refuses_an_ensemble_by_name(fast_pair, tmp_path, capsys):
+    assert main(["export", "pair", "--out", str(tmp_path / "pair.onnx")]) == 2
+    error = capsys.readouterr().err
+    assert "'pair' is an ensemble of 2 models; this command reads one model" in error
+    assert not (tmp_path / "pair.onnx").exists()
 
 
 def test_a_shipped_name_works_as_a_checkpoint_and_an_existing_path_wins(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitlab.engine.pretrained import model_cards, pretrained_path
+from digitlab.engine.pretrained import model_cards, shipped_weights
 from digitlab.inference import Predictor
 from digitlab.inference.predictor import UNSURE_BELOW
 from digitlab.serve.app import create_app
@@ -108,7 +108,7 @@ def test_the_model_served_is_named(client, trained_checkpoint, second_checkpoint
     assert model["name"] == f"ensemble of 2: {one}, {two}"
     assert [c["model"] for c in model["checkpoints"]] == ["fastcnn", "fastcnn"]
     shipped = next(iter(model_cards()))
-    named = TestClient(create_app(Predictor.from_paths([pretrained_path(shipped)])))
+    named = TestClient(create_app(Predictor.from_paths(shipped_weights(shipped))))
     assert named.get("/api/model").json()["name"] == shipped
 
 

@@ -49,7 +49,8 @@ def run_models(args: argparse.Namespace) -> int:
     print("shipped models (use the name as a checkpoint; `digitlab models NAME` shows the card):")
     for card in model_cards().values():
         accuracy = card.mnist_test["accuracy"] * 100
-        print(f"  {card.name:<10} {card.architecture:<10} MNIST test {accuracy:.2f} %  {card.summary}")
+        kind = f"{len(card.members)} models" if card.members else card.architecture
+        print(f"  {card.name:<10} {kind:<10} MNIST test {accuracy:.2f} %  {card.summary}")
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from digitlab.cli.output import add_json_flag, print_json, refuse_existing
 from digitlab.cli.output import progress as output_progress
 from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
-from digitlab.engine.pretrained import DEFAULT_MODEL, pretrained_path
+from digitlab.engine.pretrained import DEFAULT_MODEL, shipped_weights
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write
 from digitlab.serve.batching import Batching
@@ -75,7 +75,7 @@ def split_checkpoints_and_images(
             path.is_dir() and (path / "config.json").exists()
         ):
             checkpoints.append(path)
-        elif not path.exists() and pretrained_path(str(path)):
+        elif not path.exists() and shipped_weights(str(path)):
             checkpoints.append(path)  # a shipped model's name
         elif path.is_dir():
             if next(iter_image_files(path), None) is None:
@@ -85,7 +85,7 @@ def split_checkpoints_and_images(
             raise ConfigError(f"{path}: no such file or folder")
         else:
             images.append(path)
-    if not checkpoints and pretrained_path(DEFAULT_MODEL):
+    if not checkpoints and shipped_weights(DEFAULT_MODEL):
         checkpoints.append(Path(DEFAULT_MODEL))
     if not checkpoints:
         raise ConfigError("give a checkpoint (run folder, .safetensors or a shipped model) before the images")

@@ -30,7 +30,8 @@ def add_test(commands) -> None:
         type=Path,
         nargs="+",
         metavar="CHECKPOINT",
-        help="run folder, best.safetensors, or a seed .pth; several are ensembled",
+        help="run folder, best.safetensors, a seed .pth or a shipped model (`digitlab models`); several "
+        "are ensembled",
     )
     parser.add_argument(
         "--data", help="data set name, file or folder (default: the one the checkpoint was trained on)"
@@ -44,12 +45,12 @@ def add_test(commands) -> None:
 
 def run_test(args: argparse.Namespace) -> int:
     from digitlab.data import load_dataset
-    from digitlab.engine.checkpoint import load_checkpoint
+    from digitlab.engine.checkpoint import load_checkpoints
     from digitlab.engine.evaluate import evaluate_ensemble
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    checkpoints = [load_checkpoint(path, model_name=args.model) for path in args.checkpoints]
+    checkpoints = load_checkpoints(args.checkpoints, model_name=args.model)
     data = load_dataset(args.data or checkpoints[0].meta.dataset, "test")
     for checkpoint in checkpoints:
         checkpoint.check_classes(data)
@@ -158,14 +159,20 @@ def add_audit(commands) -> None:
 
 def run_audit(args: argparse.Namespace) -> int:
     from digitlab.analysis.audit import audit_labels, write_audit
-    from digitlab.engine.checkpoint import load_checkpoint
+    from digitlab.engine.checkpoint import ensemble_members, load_checkpoint
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     outputs = [args.out / f"label_issues_{args.split}.{suffix}" for suffix in ("csv", "png")]
     refuse_existing(outputs, args.overwrite)  # before any work
     checkpoints = [
-        load_checkpoint(path) for path in progress(args.checkpoints, args.json, desc="loading", unit="model")
+        load_checkpoint(member)
+        for member in progress(
+            [member for path in args.checkpoints for member in ensemble_members(path)],
+            args.json,
+            desc="loading",
+            unit="model",
+        )
     ]
     result = audit_labels(checkpoints, args.split, args.data or checkpoints[0].meta.dataset, args.top_k)
     if args.json:

@@ -24,7 +24,7 @@ from torch import nn
 
 from digitlab._version import __version__
 from digitlab.data.digitdata import DIGIT_CLASSES, NOT_A_DIGIT
-from digitlab.engine.pretrained import pretrained_path
+from digitlab.engine.pretrained import shipped_weights
 from digitlab.errors import CheckpointError, ConfigError, DataError
 from digitlab.fileio import atomic_write_bytes, atomic_write_json, check_regular_file, load_weights_only
 from digitlab.models import MNIST_MEAN, MNIST_STD, DigitClassifier, build_classifier, classifier_state
@@ -157,9 +157,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run folder, `best.safetensors`, `best.json`, a legacy `.pth` file, or the name
     of a shipped model (`digitlab models`; an existing path of the same name wins)."""
     path = Path(path)
-    shipped = None if path.exists() else pretrained_path(str(path))
+    shipped = [] if path.exists() else shipped_weights(str(path))
+    if len(shipped) > 1:
+        raise CheckpointError(
+            f"{path}: the shipped model {str(path)!r} is an ensemble of {len(shipped)} models; this "
+            "command reads one model (test, predict, serve and audit take an ensemble)"
+        )
     if shipped:
-        return shipped
+        return shipped[0]
     if path.is_dir():
         path = path / "best.safetensors"
     elif path.suffix == ".json":
@@ -174,6 +179,18 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     """The validated metadata of a checkpoint, without loading its weights."""
     path = resolve_checkpoint(path)
     return CheckpointMeta.from_dict(_raw_meta(path), path)
+
+
+def load_checkpoints(paths: list[str | Path], model_name: str | None = None) -> list[Checkpoint]:
+    """Load several checkpoints to average; a shipped ensemble's name loads each of its members."""
+    return [load_checkpoint(member, model_name) for path in paths for member in ensemble_members(path)]
+
+
+def ensemble_members(path: str | Path) -> list[Path]:
+    """`path` itself, or the weight files of the shipped ensemble of that name (a path wins)."""
+    path = Path(path)
+    shipped = [] if path.exists() else shipped_weights(str(path))
+    return shipped if len(shipped) > 1 else [path]
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None, device: str = "cpu") -> Checkpoint:

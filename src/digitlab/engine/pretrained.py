@@ -1,8 +1,10 @@
 """The models that ship inside the package: named weights, each with its model card.
 
 `digitlab/pretrained/models.json` lists them; `benchmarks/model_card.py` writes an entry
-from a finished run, measuring every figure of the card. A shipped model's name works
-wherever a checkpoint path does (an existing path of that name wins).
+from a finished run (or, for an ensemble, from shipped models), measuring every figure of the
+card. A shipped model's name works wherever a checkpoint path does (an existing path of that
+name wins); an ensemble's name stands for its members' weights, averaged wherever several
+checkpoints are.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ class ModelCard:
     """What a shipped model is, how it was made and what it measures."""
 
     name: str
-    file: str  # in digitlab/pretrained/
-    sha256: str
     summary: str
     architecture: str
     parameters: int
@@ -38,9 +38,25 @@ class ModelCard:
     size_bytes: int = 0
     latency_ms: dict = field(default_factory=dict)  # one image, decode + preprocess + model
     data_license: str = ""
+    file: str = ""  # the weights, in digitlab/pretrained/; empty for an ensemble
+    sha256: str = ""
+    members: list[str] = field(default_factory=list)  # an ensemble: the shipped models it averages
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def calibration_text(self) -> str:
+        figures = self.calibration
+        text = f"expected calibration error {figures['ece'] * 100:.2f} %"
+        if "temperature" in figures:
+            without = "without"
+            text += f" (temperature {figures['temperature']:.2f}; "
+        elif "ece_without_temperature" in figures:
+            without = "without the members' temperatures"
+            text += " ("
+        else:
+            return text
+        return text + f"{figures['ece_without_temperature'] * 100:.2f} % {without})"
 
     def text(self) -> str:
         """The card as a person reads it."""
@@ -48,6 +64,7 @@ class ModelCard:
         lines = [
             f"{self.name}: {self.summary}",
             f"  architecture   {self.architecture} ({self.parameters:,} parameters)",
+            *([f"  averages       {', '.join(self.members)}"] if self.members else []),
             f"  trained on     {self.training_data}",
             f"  reproduce      {self.command}",
             f"  MNIST test     {test['accuracy'] * 100:.2f} % ({test['errors']} errors of {test['n']:,})"
@@ -57,14 +74,9 @@ class ModelCard:
                 if "verdict_digit" in test
                 else ""
             ),
-            f"  calibration    expected calibration error {self.calibration['ece'] * 100:.2f} %"
-            + (
-                f" (temperature {self.calibration['temperature']:.2f}; "
-                f"{self.calibration['ece_without_temperature'] * 100:.2f} % without)"
-                if "temperature" in self.calibration
-                else ""
-            ),
-            f"  size           {self.size_bytes / 1024:.0f} KiB, sha256 {self.sha256}",
+            f"  calibration    {self.calibration_text()}",
+            f"  size           {self.size_bytes / 1024:.0f} KiB"
+            + (f", sha256 {self.sha256}" if self.sha256 else " (its members' files)"),
         ]
         if self.latency_ms:
             lines.append(
@@ -104,10 +116,15 @@ def model_card(name: str) -> ModelCard:
     return cards[name]
 
 
-def pretrained_path(name: str) -> Path | None:
-    """The weights of the shipped model `name`, or None when no model ships by that name."""
+def shipped_weights(name: str) -> list[Path]:
+    """The weight files of the shipped model `name`: its one file, or an ensemble's members'
+    files in order; empty when no model ships by that name."""
     card = model_cards().get(str(name))
-    return pretrained_folder() / card.file if card else None
+    if card is None:
+        return []
+    if card.members:
+        return [path for member in card.members for path in shipped_weights(member)]
+    return [pretrained_folder() / card.file]
 
 
 def file_sha256(path: Path) -> str:

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from digitlab.data.digitdata import NOT_A_DIGIT
-from digitlab.engine.checkpoint import Checkpoint, load_checkpoint
+from digitlab.engine.checkpoint import Checkpoint, load_checkpoints
 from digitlab.engine.evaluate import ensemble_probabilities
-from digitlab.engine.pretrained import DEFAULT_MODEL, model_card, pretrained_path
+from digitlab.engine.pretrained import DEFAULT_MODEL, model_card
 from digitlab.errors import DigitlabError, NoDigitFound
 from digitlab.imaging.preprocess import ImageSource, split_digits, to_mnist
 
@@ -79,16 +79,16 @@ class Predictor:
 
     @classmethod
     def from_paths(cls, paths: str | Path | list[str | Path], **kwargs) -> Predictor:
-        """Load one checkpoint (a path) or an ensemble (a list of paths)."""
+        """Load one checkpoint (a path) or an ensemble (a list of paths, or a shipped ensemble's name)."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        return cls([load_checkpoint(path) for path in paths], **kwargs)
+        return cls(load_checkpoints(paths), **kwargs)
 
     @classmethod
     def pretrained(cls, name: str = DEFAULT_MODEL, **kwargs) -> Predictor:
         """A model that ships with digitlab (`digitlab models` lists them), ready to predict."""
         model_card(name)  # a clear error naming the shipped models for an unknown name
-        return cls([load_checkpoint(pretrained_path(name))], **kwargs)
+        return cls(load_checkpoints([name]), **kwargs)
 
     def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, classes) probabilities for uint8 MNIST-form images (N, 28, 28)."""

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from digitlab.analysis.explain import Explanation, explain, explained_model
 from digitlab.engine.checkpoint import Checkpoint
-from digitlab.engine.pretrained import model_cards, pretrained_path
+from digitlab.engine.pretrained import model_cards, shipped_weights
 from digitlab.errors import DigitlabError, NoDigitFound
 from digitlab.imaging import split_digits, to_mnist
 from digitlab.inference import Prediction, Predictor
@@ -50,7 +50,8 @@ def shipped_name(path: Path | None) -> str | None:
     """The name of the shipped model whose weights are at `path`, if any."""
     if path is None:
         return None
-    return next((name for name in model_cards() if pretrained_path(name).resolve() == path.resolve()), None)
+    singles = (name for name, card in model_cards().items() if card.file)
+    return next((name for name in singles if shipped_weights(name)[0].samefile(path)), None)
 
 
 def served_name(checkpoints: list[Checkpoint]) -> str:

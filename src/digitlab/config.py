@@ -222,19 +222,21 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "best": Preset(
-        "digitlab's accuracy set-up: widecnn, batch augmentation, label smoothing, one-cycle Adam",
+        "digitlab's accuracy set-up: widecnn, batch augmentation, label smoothing, 30 epochs of "
+        "one-cycle Adam, bfloat16 where native (the shipped 'best')",
         dict(
             model="widecnn",
             optimizer="adam",
             lr=3e-3,
             batch_size=128,
-            epochs=20,
+            epochs=30,
             schedule="onecycle",
             label_smoothing=0.1,
             aug_rotate=10.0,
             aug_scale=0.1,
             aug_shift=2.5,
             val_split=0.1,
+            precision="fastest",
         ),
     ),
     "robust": Preset(

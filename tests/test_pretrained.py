@@ -29,7 +29,13 @@ def test_each_shipped_file_matches_its_card(name):
     assert file_sha256(path) == card.sha256 and path.stat().st_size == card.size_bytes
 
 
-@pytest.mark.parametrize("name", sorted(CARDS))
+def slow_when_heavy(names):
+    """Ensembles and models over 400k parameters take 10-30 s over the test set: slow tier."""
+    heavy = [n for n in names if CARDS[n].members or CARDS[n].parameters > 400_000]
+    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in names]
+
+
+@pytest.mark.parametrize("name", slow_when_heavy(sorted(CARDS)))
 def test_each_shipped_model_scores_what_its_card_says_on_mnist(name, capsys):
     assert main(["test", name, "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)

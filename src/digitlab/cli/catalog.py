@@ -47,10 +47,12 @@ def run_models(args: argparse.Namespace) -> int:
     for name in list_models():
         print(f"  {name:<10} {count_parameters(build_model(name)):>10,}  {model_description(name)}")
     print("shipped models (use the name as a checkpoint; `digitlab models NAME` shows the card):")
-    for card in model_cards().values():
+    cards = model_cards().values()
+    width = max((len(card.name) for card in cards), default=0)
+    for card in cards:
         accuracy = card.mnist_test["accuracy"] * 100
         kind = f"{len(card.members)} models" if card.members else card.architecture
-        print(f"  {card.name:<10} {kind:<10} MNIST test {accuracy:.2f} %  {card.summary}")
+        print(f"  {card.name:<{width}} {kind:<10} MNIST test {accuracy:.2f} %  {card.summary}")
     return 0
 
 

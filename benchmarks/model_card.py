@@ -23,7 +23,14 @@ from digitlab.analysis.metrics import calibration
 from digitlab.analysis.realworld import build_suite, score_predictor
 from digitlab.engine.checkpoint import load_checkpoint, load_checkpoints, save_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities, metrics_from_logits
-from digitlab.engine.pretrained import CARDS_FILE, ModelCard, file_sha256, pretrained_folder, shipped_weights
+from digitlab.engine.pretrained import (
+    CARDS_FILE,
+    ModelCard,
+    file_sha256,
+    model_cards,
+    pretrained_folder,
+    shipped_weights,
+)
 from digitlab.inference import Predictor
 from digitlab.models import count_parameters
 
@@ -111,6 +118,9 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.run) == bool(args.members):
         parser.error("give either RUN (one model) or --members (an ensemble of shipped models)")
+    singles = [name for name, card in model_cards().items() if card.file]
+    if set(args.members) - set(singles):
+        parser.error(f"--members: not shipped single models: {sorted(set(args.members) - set(singles))}")
 
     if args.run:
         checkpoint, weights = ship_weights(args.run, args.name)
@@ -150,7 +160,8 @@ def main() -> None:
         realworld=rows,
         size_bytes=size,
         latency_ms=latency(predictor, test),
-        data_license=MNIST_LICENSE + ("; " + FASHION_LICENSE if any(c["outliers"] for c in configs) else ""),
+        data_license=MNIST_LICENSE
+        + ("; " + FASHION_LICENSE if any(c.get("outliers") for c in configs) else ""),
     )
     cards_path = pretrained_folder() / CARDS_FILE
     cards = json.loads(cards_path.read_text()) if cards_path.exists() else []

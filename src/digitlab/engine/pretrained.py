@@ -48,15 +48,12 @@ class ModelCard:
     def calibration_text(self) -> str:
         figures = self.calibration
         text = f"expected calibration error {figures['ece'] * 100:.2f} %"
-        if "temperature" in figures:
-            without = "without"
-            text += f" (temperature {figures['temperature']:.2f}; "
-        elif "ece_without_temperature" in figures:
-            without = "without the members' temperatures"
-            text += " ("
-        else:
+        if "ece_without_temperature" not in figures:
             return text
-        return text + f"{figures['ece_without_temperature'] * 100:.2f} % {without})"
+        without = f"{figures['ece_without_temperature'] * 100:.2f} % without"
+        if "temperature" in figures:
+            return text + f" (temperature {figures['temperature']:.2f}; {without})"
+        return text + f" ({without} the members' temperatures)"
 
     def text(self) -> str:
         """The card as a person reads it."""

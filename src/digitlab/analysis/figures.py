@@ -48,7 +48,7 @@ def training_curves(rows: list[dict], best_epoch: int | None, path: str | Path, 
             ax.plot(epochs, _values(rows, f"test_{key}"), "o-", ms=4, label="test (not used to choose)")
         ax.set_ylabel(label)
         ax.set_title(label.split(" ")[0])
-    axes[2].plot(epochs, [r["lr"] for r in rows], "o-", ms=4, color="tab:green")
+    axes[2].plot(epochs, [r["lr"] for r in rows], "o-", ms=4, color="black")  # not a data line's colour
     axes[2].set_yscale("log")  # one-cycle and step schedules span decades
     axes[2].set(ylabel="learning rate (end of epoch)", title="learning rate")
     for ax in axes:

@@ -157,7 +157,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run folder, `best.safetensors`, `best.json`, a legacy `.pth` file, or the name
     of a shipped model (`digitlab models`; an existing path of the same name wins)."""
     path = Path(path)
-    shipped = [] if path.exists() else shipped_weights(str(path))
+    shipped = shipped_files(path)
     if len(shipped) > 1:
         raise CheckpointError(
             f"{path}: the shipped model {str(path)!r} is an ensemble of {len(shipped)} models; this "
@@ -188,9 +188,13 @@ def load_checkpoints(paths: list[str | Path], model_name: str | None = None) -> 
 
 def ensemble_members(path: str | Path) -> list[Path]:
     """`path` itself, or the weight files of the shipped ensemble of that name (a path wins)."""
-    path = Path(path)
-    shipped = [] if path.exists() else shipped_weights(str(path))
-    return shipped if len(shipped) > 1 else [path]
+    shipped = shipped_files(Path(path))
+    return shipped if len(shipped) > 1 else [Path(path)]
+
+
+def shipped_files(path: Path) -> list[Path]:
+    """The weights of the shipped model named `path`; none when `path` exists (a path wins)."""
+    return [] if path.exists() else shipped_weights(str(path))
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None, device: str = "cpu") -> Checkpoint:

@@ -100,6 +100,12 @@ def test_models_lists_and_shows_the_cards(capsys):
     assert "no shipped model named 'nope'" in capsys.readouterr().err
 
 
+def test_predictor_pretrained_is_the_shipped_model_even_beside_a_same_named_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fast").mkdir()
+    assert Predictor.pretrained("fast").checkpoints[0].path == shipped_weights("fast")[0]
+
+
 def test_predictor_pretrained(capsys):
     predictor = Predictor.pretrained("fast")
     assert predictor.predict(f"{EXAMPLES}/two-transparent.png").label == "2"

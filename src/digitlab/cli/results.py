@@ -159,21 +159,14 @@ def add_audit(commands) -> None:
 
 def run_audit(args: argparse.Namespace) -> int:
     from digitlab.analysis.audit import audit_labels, write_audit
-    from digitlab.engine.checkpoint import ensemble_members, load_checkpoint
+    from digitlab.engine.checkpoint import load_checkpoint, with_ensembles_expanded
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     outputs = [args.out / f"label_issues_{args.split}.{suffix}" for suffix in ("csv", "png")]
     refuse_existing(outputs, args.overwrite)  # before any work
-    checkpoints = [
-        load_checkpoint(member)
-        for member in progress(
-            [member for path in args.checkpoints for member in ensemble_members(path)],
-            args.json,
-            desc="loading",
-            unit="model",
-        )
-    ]
+    paths = with_ensembles_expanded(args.checkpoints)
+    checkpoints = [load_checkpoint(path) for path in progress(paths, args.json, desc="loading", unit="model")]
     result = audit_labels(checkpoints, args.split, args.data or checkpoints[0].meta.dataset, args.top_k)
     if args.json:
         csv_path, grid_path = write_audit(result, args.out, args.split, args.top_k)

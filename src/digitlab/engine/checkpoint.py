@@ -183,13 +183,16 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 
 def load_checkpoints(paths: list[str | Path], model_name: str | None = None) -> list[Checkpoint]:
     """Load several checkpoints to average; a shipped ensemble's name loads each of its members."""
-    return [load_checkpoint(member, model_name) for path in paths for member in ensemble_members(path)]
+    return [load_checkpoint(path, model_name) for path in with_ensembles_expanded(paths)]
 
 
-def ensemble_members(path: str | Path) -> list[Path]:
-    """`path` itself, or the weight files of the shipped ensemble of that name (a path wins)."""
-    shipped = shipped_files(Path(path))
-    return shipped if len(shipped) > 1 else [Path(path)]
+def with_ensembles_expanded(paths: list[str | Path]) -> list[Path]:
+    """`paths`, each shipped ensemble's name replaced by its members' weight files (a path wins)."""
+    expanded = []
+    for path in map(Path, paths):
+        shipped = shipped_files(path)
+        expanded += shipped if len(shipped) > 1 else [path]
+    return expanded
 
 
 def shipped_files(path: Path) -> list[Path]:

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from digitlab.data.digitdata import NOT_A_DIGIT
-from digitlab.engine.checkpoint import Checkpoint, load_checkpoints
+from digitlab.engine.checkpoint import Checkpoint, load_checkpoint, load_checkpoints
 from digitlab.engine.evaluate import ensemble_probabilities
-from digitlab.engine.pretrained import DEFAULT_MODEL, model_card
+from digitlab.engine.pretrained import DEFAULT_MODEL, model_card, shipped_weights
 from digitlab.errors import DigitlabError, NoDigitFound
 from digitlab.imaging.preprocess import ImageSource, split_digits, to_mnist
 
@@ -88,7 +88,7 @@ class Predictor:
     def pretrained(cls, name: str = DEFAULT_MODEL, **kwargs) -> Predictor:
         """A model that ships with digitlab (`digitlab models` lists them), ready to predict."""
         model_card(name)  # a clear error naming the shipped models for an unknown name
-        return cls(load_checkpoints([name]), **kwargs)
+        return cls([load_checkpoint(path) for path in shipped_weights(name)], **kwargs)
 
     def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, classes) probabilities for uint8 MNIST-form images (N, 28, 28)."""

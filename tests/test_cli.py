@@ -98,6 +98,8 @@ def test_seed_style_pth_state_dict(tmp_path, capsys, small_idx_dir):
         (["train", "--lr", "-1"], "lr must be > 0"),
         (["train", "--val-split", "1"], "val_split must be in [0, 1)"),
         (["train", "--batch-size", "0"], "batch_size must be >= 1"),
+        (["train", "--aug-stroke", "1.5"], "aug_stroke is a share of images, at most 1, got 1.5"),
+        (["train", "--aug-erase", "2"], "aug_erase is a share of images, at most 1, got 2.0"),
         (["train", "--resume", "/nonexistent/run"], "/nonexistent/run: run folder not found"),
         (["train", "--config", "/nonexistent/config.json"], "config file not found"),
         (["test", "/nonexistent/best.safetensors"], "checkpoint not found"),

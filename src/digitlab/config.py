@@ -17,6 +17,7 @@ MONITORS = ("val_acc", "val_loss")
 # auto: bfloat16 on a GPU, float32 on a CPU; fastest: bfloat16 wherever the hardware computes it
 # natively (a GPU, a CPU with AMX or AVX-512 BF16), float32 elsewhere
 PRECISIONS = ("auto", "fastest", "float32", "bfloat16")
+SHARES_OF_IMAGES = ("aug_stroke", "aug_lowres", "aug_flip", "aug_erase")  # settings in [0, 1]
 MLFLOW_DEFAULT_STORE = "default"  # --mlflow without a URI: MLflow's own default store
 
 
@@ -135,10 +136,13 @@ class TrainConfig:
             ),
             (self.aug_scale < 1, f"aug_scale must be < 1, got {self.aug_scale}"),
             (self.aug_aspect < 1, f"aug_aspect must be < 1, got {self.aug_aspect}"),
-            (self.aug_stroke <= 1, f"aug_stroke is a share of images, at most 1, got {self.aug_stroke}"),
-            (self.aug_lowres <= 1, f"aug_lowres is a share of images, at most 1, got {self.aug_lowres}"),
-            (self.aug_flip <= 1, f"aug_flip is a share of images, at most 1, got {self.aug_flip}"),
-            (self.aug_erase <= 1, f"aug_erase is a share of images, at most 1, got {self.aug_erase}"),
+            *(
+                (
+                    getattr(self, name) <= 1,
+                    f"{name} is a share of images, at most 1, got {getattr(self, name)}",
+                )
+                for name in SHARES_OF_IMAGES
+            ),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
             (self.outliers >= 0, f"outliers must be >= 0, got {self.outliers}"),
             (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),

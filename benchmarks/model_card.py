@@ -165,7 +165,11 @@ def main() -> None:
     )
     cards_path = pretrained_folder() / CARDS_FILE
     cards = json.loads(cards_path.read_text()) if cards_path.exists() else []
-    cards = [c for c in cards if c["name"] != args.name] + [card.to_dict()]
+    names = [c["name"] for c in cards]
+    if args.name in names:  # a model shipped again keeps its place in `digitlab models`
+        cards[names.index(args.name)] = card.to_dict()
+    else:
+        cards.append(card.to_dict())
     cards_path.write_text(json.dumps(cards, indent=2) + "\n")
     print(card.text())
     print(json.dumps({"name": args.name, "sha256": card.sha256, "mnist_test_accuracy": metrics.accuracy}))

@@ -220,7 +220,7 @@ PRESETS: dict[str, Preset] = {
             batch_size=128,
             epochs=1,
             schedule="onecycle",
-            label_smoothing=0.0,
+            label_smoothing=0.1,
             val_split=0.1,
             precision="fastest",
         ),

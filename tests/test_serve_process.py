@@ -434,3 +434,35 @@ def test_awkward_image_formats_read_seven_over_http(server, mnist_test):
     turned = seen("exif-orientation-6.jpg")
     assert np.abs(turned - seen("upright.jpg")).mean() < 8  # turned upright before reading
     assert np.abs(turned - seen("rotated-no-exif.jpg")).mean() > 20  # which made a difference
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie left for its (new) parent to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_stop_when_their_parent_is_killed(trained_checkpoint, tmp_path):
+    """A parent killed with SIGKILL cannot stop its workers: they see it gone and stop
+    themselves, and the port is free for the next server."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    server = Server(trained_checkpoint, tmp_path, "--workers", "2", env={"TMPDIR": str(temporary)})
+    workers = []
+    try:
+        (metrics_dir,) = temporary.glob("digitlab-metrics-*")
+        wait_for(lambda: len(writers(metrics_dir, "gauge_livesum")) == 2, 60, "both workers loaded")
+        workers = children(server.pid)
+        assert len(workers) >= 2, workers
+        server.process.kill()
+        server.process.wait(timeout=10)
+        wait_for(lambda: not any(running(pid) for pid in workers), 40, "orphaned workers gone")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", server.port))
+    finally:
+        server.stop_now()
+        for pid in workers:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)

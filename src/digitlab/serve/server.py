@@ -14,6 +14,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from digitlab.serve.batching import Batching
 
 SETTINGS_VARIABLE = "DIGITLAB_SERVE_SETTINGS"  # how the parent tells worker processes what to serve
 GRACEFUL_SECONDS = 30  # how long requests in flight may take to finish at shutdown
+PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether its parent is still there
 
 
 class NoDelayProtocol(H11Protocol):
@@ -51,8 +54,24 @@ def build_app(checkpoints: list[str], tta: bool, batching: Batching, threads: in
     return create_app(Predictor.from_paths([Path(c) for c in checkpoints], tta=tta), batching=batching)
 
 
+def stop_when_orphaned() -> None:
+    """Stop this worker gracefully (SIGTERM to itself) once its parent is gone.
+
+    A parent killed with SIGKILL (or by the out-of-memory killer) cannot stop its workers, and
+    they would go on serving the port for ever, so that no new server could bind it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def app_from_environment():
     """The app of one worker process, from the settings its parent put in the environment."""
+    stop_when_orphaned()
     settings = json.loads(os.environ[SETTINGS_VARIABLE])
     return build_app(
         settings["checkpoints"], settings["tta"], Batching(**settings["batching"]), settings["threads"]

@@ -142,17 +142,30 @@ def in_flight(server: Server) -> float:
     return float(lines[0].split()[-1])
 
 
+def state_and_parent(stat: Path) -> tuple[str, int]:
+    """A process's state letter and parent's pid from its /proc/PID/stat (an error once it is gone)."""
+    state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+    return state, int(parent)
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid`, from /proc."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            state_and_parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):
+            if state_and_parent(stat)[1] == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
-        if int(state_and_parent[1]) == pid:
-            found.append(int(stat.parent.name))
     return found
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie left for its (new) parent to reap."""
+    try:
+        return state_and_parent(Path(f"/proc/{pid}/stat"))[0] != "Z"
+    except (OSError, IndexError, ValueError):
+        return False
 
 
 def wait_for(condition, seconds: float, what: str) -> None:
@@ -434,14 +447,6 @@ def test_awkward_image_formats_read_seven_over_http(server, mnist_test):
     turned = seen("exif-orientation-6.jpg")
     assert np.abs(turned - seen("upright.jpg")).mean() < 8  # turned upright before reading
     assert np.abs(turned - seen("rotated-no-exif.jpg")).mean() > 20  # which made a difference
-
-
-def running(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie left for its (new) parent to reap."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_workers_stop_when_their_parent_is_killed(trained_checkpoint, tmp_path):

@@ -2,7 +2,8 @@
 
 Each worker loads the model and runs its own micro-batcher; torch's threads are divided
 between the workers so that they do not fight over the cores. On Ctrl-C or SIGTERM the
-server stops taking connections and finishes the requests in flight first.
+server stops taking connections and finishes the requests in flight first; a worker whose
+parent was killed outright stops itself the same way.
 """
 
 from __future__ import annotations

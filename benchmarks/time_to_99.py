@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="flags passed on to digitlab train (after --)")
     args = parser.parse_args()
     measured = "val" if args.validation_only else "test"
+    accuracy_key = f"{measured}_acc"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -41,20 +42,20 @@ def main() -> None:
                 "seed": seed,
                 "wall_s": round(wall, 2),
                 "train_s": result["train_seconds"],
-                f"{measured}_acc": result[measured]["accuracy"],
+                accuracy_key: result[measured]["accuracy"],
                 "cpus": len(os.sched_getaffinity(0)),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
     walls = [r["wall_s"] for r in rows]
-    accs = [r[f"{measured}_acc"] for r in rows]
+    accs = [r[accuracy_key] for r in rows]
     print(
         json.dumps(
             {
                 "summary": args.preset,
                 "runs": len(rows),
                 "wall_s": {"min": min(walls), "median": statistics.median(walls), "max": max(walls)},
-                f"{measured}_acc": {
+                accuracy_key: {
                     "min": min(accs),
                     "median": statistics.median(accs),
                     "mean": statistics.mean(accs),

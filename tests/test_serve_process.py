@@ -323,18 +323,29 @@ def predictions_by_worker(metrics_dir: Path) -> dict[int, float]:
     return counts
 
 
+def two_worker_server(checkpoint: Path, tmp_path: Path) -> tuple[Server, Path]:
+    """A server of two workers with a TMPDIR of its own, and its metrics folder there, once
+    both workers have loaded the model (the server is stopped if they do not)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    server = Server(checkpoint, tmp_path, "--workers", "2", env={"TMPDIR": str(temporary)})
+    try:
+        (metrics_dir,) = temporary.glob("digitlab-metrics-*")
+        wait_for(lambda: len(writers(metrics_dir, "gauge_livesum")) == 2, 60, "both workers loaded")
+    except BaseException:
+        server.stop_now()
+        raise
+    return server, metrics_dir
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_two_workers_share_the_port_and_add_their_metrics_up(trained_checkpoint, tmp_path, mnist_test, stop):
     """Four clients post a real MNIST seven until both workers have answered some, 20 at least:
     every answer reads 7, /metrics counts every one of them whichever worker answers, and
     SIGINT or SIGTERM stops it all with status 0 and removes the metrics folder."""
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    server = Server(trained_checkpoint, tmp_path, "--workers", "2", env={"TMPDIR": str(temporary)})
+    server, metrics_dir = two_worker_server(trained_checkpoint, tmp_path)
     try:
-        (metrics_dir,) = temporary.glob("digitlab-metrics-*")
         workers = children(server.pid)
-        wait_for(lambda: len(writers(metrics_dir, "gauge_livesum")) == 2, 60, "both workers loaded")
         assert writers(metrics_dir, "gauge_livesum") <= set(workers)
         seven = image_bytes(255 - mnist_test.images[0].numpy())
         answers, errors, lock = [], [], threading.Lock()
@@ -452,13 +463,9 @@ def test_awkward_image_formats_read_seven_over_http(server, mnist_test):
 def test_workers_stop_when_their_parent_is_killed(trained_checkpoint, tmp_path):
     """A parent killed with SIGKILL cannot stop its workers: they see it gone and stop
     themselves, and the port is free for the next server."""
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    server = Server(trained_checkpoint, tmp_path, "--workers", "2", env={"TMPDIR": str(temporary)})
+    server, _ = two_worker_server(trained_checkpoint, tmp_path)
     workers = []
     try:
-        (metrics_dir,) = temporary.glob("digitlab-metrics-*")
-        wait_for(lambda: len(writers(metrics_dir, "gauge_livesum")) == 2, 60, "both workers loaded")
         workers = children(server.pid)
         assert len(workers) >= 2, workers
         server.process.kill()

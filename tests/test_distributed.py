@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from digitlab.cli import main
@@ -64,7 +63,11 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     weights_single = load_file(str(single / "best.safetensors"))
     weights_ddp = load_file(str(ddp / "best.safetensors"))
     for name, value in weights_single.items():
-        torch.testing.assert_close(weights_ddp[name], value, atol=1e-4, rtol=1e-3)
+        # Element-wise limits fail on a few weights where 66 steps of reassociated float32 sums
+        # add up (1.2e-4 on 1 of 1,000,000); the tensor's gap stays under 4e-4 of its norm,
+        # while summed gradients (a doubled learning rate) move it by 0.1 to 2.5 of it.
+        gap = (weights_ddp[name] - value).norm() / value.norm()
+        assert gap < 1e-3, f"{name}: DDP weights differ by {gap:.1e} of their norm"
     rows = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     reference = [json.loads(line) for line in (single / "metrics.jsonl").read_text().splitlines()]

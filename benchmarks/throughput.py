@@ -21,11 +21,12 @@ def measure(name: str) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from digitlab.engine.optim import Adam
     from digitlab.models import build_model, count_parameters
 
     torch.manual_seed(0)
     model = build_model(name).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3, foreach=True)
+    optimizer = Adam(model.parameters(), 1e-3)
     images = torch.randn(128, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (128,))
 

@@ -35,17 +35,27 @@ def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The temperature T that minimises the cross-entropy of logits / T on (held-out) data."""
-    log_t = torch.zeros((), requires_grad=True)
-    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-    logits, labels = logits.float().cpu().clone(), labels.cpu().clone()  # out of inference mode
+    """The temperature T in [0.05, 20] that minimises the cross-entropy of logits / T on
+    (held-out) data. The cross-entropy is convex in 1/T, so a golden-section search finds it;
+    no torch.optim optimiser, whose first use costs seconds of importing (see engine/optim.py)."""
+    logits, labels = logits.float().cpu(), labels.cpu()
+    if not torch.isfinite(logits).all():
+        return 1.0
 
-    def loss():
-        optimiser.zero_grad()
-        value = F.cross_entropy(logits / log_t.exp(), labels)
-        value.backward()
-        return value
+    def loss(inverse_t: float) -> float:
+        return float(F.cross_entropy(logits * inverse_t, labels))
 
-    optimiser.step(loss)
-    temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
-    return temperature if math.isfinite(temperature) else 1.0  # a handful of images can diverge the fit
+    low, high = 1 / 20.0, 1 / 0.05
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    while high - low > 1e-4:
+        if loss_a < loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    return 1 / ((low + high) / 2)

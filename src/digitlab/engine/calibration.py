@@ -58,4 +58,4 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
             low, a, loss_a = a, b, loss_b
             b = low + ratio * (high - low)
             loss_b = loss(b)
-    return 1 / ((low + high) / 2)
+    return float(torch.tensor(2 / (low + high)))  # float32, as the model's temperature buffer holds it

@@ -159,11 +159,11 @@ def test_the_fitted_temperature_is_always_a_number():
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "none"])
 def test_a_run_of_a_few_batches_has_a_working_schedule(schedule):
-    from digitlab.engine.optim import build_optimizer, build_scheduler
+    from digitlab.engine.optim import Schedule, build_optimizer
 
     config = TrainConfig(schedule=schedule, epochs=1)
     optimizer = build_optimizer(torch.nn.Linear(2, 2), config)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch=4)  # --train-limit 500, batch 128
+    scheduler = Schedule(optimizer, config, steps_per_epoch=4)  # --train-limit 500, batch 128
     for _ in range(4):
         optimizer.step()
         scheduler.step()

@@ -22,12 +22,12 @@ Tensors = list[torch.Tensor]
 class Optimizer:
     """One parameter group; `step()` updates every parameter that has a gradient."""
 
-    state_names: tuple[str, ...] = ()  # per-parameter state tensors, besides the step count
+    state_names: tuple[str, ...] = ()  # per-parameter state tensors made at the first step
 
     def __init__(self, params, **hyperparameters):
-        self.params = [p for p in params if p.requires_grad]
+        self.params = list(params)  # indexed as torch.optim indexes them in a state_dict
         self.param_groups = [dict(hyperparameters)]
-        self.state: dict[int, dict[str, torch.Tensor]] = {}
+        self.state: dict[int, dict] = {}  # per parameter: "step" (a float) and its tensors
 
     def zero_grad(self) -> None:
         """Drop the gradients (as torch.optim's set_to_none=True does): the next backward
@@ -43,7 +43,7 @@ class Optimizer:
         for i in live:
             if i not in self.state:
                 p = self.params[i]
-                self.state[i] = {"step": torch.tensor(0.0)} | {
+                self.state[i] = {"step": 0.0} | {
                     name: torch.zeros_like(p, memory_format=torch.preserve_format)
                     for name in self.state_names
                 }
@@ -67,8 +67,12 @@ class Optimizer:
             raise ValueError("the saved optimiser state is for a different set of parameters")
         self.param_groups[0].update({k: v for k, v in group.items() if k in self.param_groups[0]})
         self.state = {
-            int(i): {"step": torch.tensor(float(s.get("step", 0.0)))}
-            | {name: s[name].to(self.params[int(i)], copy=True) for name in self.state_names}
+            int(i): {"step": float(s.get("step", 0.0))}  # torch.optim saves a tensor, SGD none
+            | {
+                name: value.to(self.params[int(i)], copy=True)
+                for name, value in s.items()
+                if name != "step" and value is not None
+            }
             for i, s in saved["state"].items()
         }
 
@@ -98,7 +102,7 @@ class Adam(Optimizer):
         torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
-        steps = [s["step"].item() for s in states]
+        steps = [s["step"] for s in states]
         denominator = torch._foreach_sqrt(exp_avg_sq)
         torch._foreach_div_(denominator, [(1 - beta2**t) ** 0.5 for t in steps])
         torch._foreach_add_(denominator, eps)
@@ -123,14 +127,6 @@ class SGD(Optimizer):
             buffers = [s["momentum_buffer"] for s in states]
             grads = torch._foreach_add(grads, buffers, alpha=momentum) if group["nesterov"] else buffers
         torch._foreach_add_(params, grads, alpha=-group["lr"])
-
-    def load_state_dict(self, saved: dict) -> None:
-        super().load_state_dict(saved)
-        for i, s in saved["state"].items():
-            if s.get("momentum_buffer") is not None:
-                self.state[int(i)]["momentum_buffer"] = s["momentum_buffer"].to(
-                    self.params[int(i)], copy=True
-                )
 
 
 class Adadelta(Optimizer):
@@ -172,7 +168,8 @@ def cosine_between(start: float, end: float, fraction: float) -> float:
 
 class Schedule:
     """The learning rate (and, for one-cycle SGD, the momentum) as a function of the batch
-    count, written into the optimiser after every batch; the formulas are torch.optim's
+    count, written into the optimiser after every batch, so every schedule moves smoothly;
+    the formulas are torch.optim's
     StepLR, CosineAnnealingLR and OneCycleLR (div_factor 25, final_div_factor 1e4)."""
 
     ONE_CYCLE_MOMENTUM = (0.95, 0.85)  # OneCycleLR's max and base momentum, for SGD
@@ -223,8 +220,3 @@ class Schedule:
         """Load a state_dict of this class or of the torch.optim scheduler it replaces."""
         self.last_epoch = int(saved["last_epoch"])
         self.apply()
-
-
-def build_scheduler(optimizer: Optimizer, config: TrainConfig, steps_per_epoch: int) -> Schedule:
-    """A schedule stepped once per batch, so every schedule moves smoothly."""
-    return Schedule(optimizer, config, steps_per_epoch)

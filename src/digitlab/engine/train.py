@@ -25,7 +25,7 @@ from digitlab.engine import distributed
 from digitlab.engine.calibration import calibration, fit_temperature
 from digitlab.engine.checkpoint import CheckpointMeta, unwrap
 from digitlab.engine.evaluate import Metrics, evaluate, metrics_from_logits, predict_logits
-from digitlab.engine.optim import build_optimizer, build_scheduler
+from digitlab.engine.optim import Schedule, build_optimizer
 from digitlab.engine.runs import Run, RunResult
 from digitlab.engine.tracking import Tracking, confusion_matrix
 from digitlab.errors import ConfigError, DataError, TrainingDiverged
@@ -156,7 +156,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config)
         self.per_rank_batch = max(1, config.batch_size // world.size)
         self.steps_per_epoch = math.ceil(math.ceil(len(self.train_data) / world.size) / self.per_rank_batch)
-        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.scheduler = Schedule(self.optimizer, config, self.steps_per_epoch)
         self.ddp_model = nn.parallel.DistributedDataParallel(self.model) if world.distributed else self.model
         if config.compile:  # the wrapper shares the weights; evaluation and checkpoints use self.model
             self.ddp_model = torch.compile(self.ddp_model)

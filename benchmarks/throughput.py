@@ -32,7 +32,7 @@ def measure(name: str) -> dict:
 
     def step() -> None:
         loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 

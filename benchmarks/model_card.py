@@ -87,12 +87,16 @@ def calibration_figures(models, test, probabilities) -> dict:
     return figures | ({"temperature": round(temperatures[0], 4)} if len(models) == 1 else {})
 
 
-def ship_weights(run: str, name: str):
-    """Copy the run's best checkpoint into the package as NAME.safetensors; (checkpoint, file)."""
+def ship_weights(run: str, name: str, half: bool):
+    """Copy the run's best checkpoint into the package as NAME.safetensors (float16 when `half`);
+    (checkpoint as shipped, file). The card measures the shipped file, so its figures are those
+    of the float16 weights where they are stored so."""
     checkpoint = load_checkpoint(run)
-    weights = save_checkpoint(pretrained_folder() / f"{name}.safetensors", checkpoint.model, checkpoint.meta)
+    weights = save_checkpoint(
+        pretrained_folder() / f"{name}.safetensors", checkpoint.model, checkpoint.meta, half=half
+    )
     weights.with_suffix(".json").unlink()  # the card and the header carry the metadata
-    return checkpoint, weights
+    return load_checkpoint(weights), weights
 
 
 def architecture_of(checkpoints) -> str:
@@ -115,6 +119,9 @@ def main() -> None:
     parser.add_argument("--summary", required=True, help="one line: what the model is for")
     parser.add_argument("--command", required=True, help="the command that reproduces the weights")
     parser.add_argument("--count", type=int, default=500, help="images per real-world set")
+    parser.add_argument(
+        "--half", action="store_true", help="store the weights as float16 (half the size of float32)"
+    )
     args = parser.parse_args()
     if bool(args.run) == bool(args.members):
         parser.error("give either RUN (one model) or --members (an ensemble of shipped models)")
@@ -123,7 +130,7 @@ def main() -> None:
         parser.error(f"--members: not shipped single models: {sorted(set(args.members) - set(singles))}")
 
     if args.run:
-        checkpoint, weights = ship_weights(args.run, args.name)
+        checkpoint, weights = ship_weights(args.run, args.name, args.half)
         checkpoints, files = [checkpoint], {"file": weights.name, "sha256": file_sha256(weights)}
         size = weights.stat().st_size
     else:

@@ -5,9 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from digitlab.cli import main
 from digitlab.engine import pretrained
+from digitlab.engine.checkpoint import load_checkpoint, save_checkpoint
+from digitlab.engine.evaluate import predict_logits
 from digitlab.engine.pretrained import ModelCard, file_sha256, model_cards, pretrained_folder, shipped_weights
 from digitlab.errors import CheckpointError
 from digitlab.inference import Predictor
@@ -27,6 +30,18 @@ def test_each_shipped_file_matches_its_card(name):
     card = CARDS[name]
     path = pretrained_folder() / card.file
     assert file_sha256(path) == card.sha256 and path.stat().st_size == card.size_bytes
+
+
+def test_half_precision_storage_halves_the_file_and_keeps_the_predictions(tmp_path, mnist_test):
+    shipped = load_checkpoint("fast")
+    half = save_checkpoint(tmp_path / "half.safetensors", shipped.model, shipped.meta, half=True)
+    assert half.stat().st_size < 0.6 * shipped.path.stat().st_size
+    reloaded = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in reloaded.model.parameters())  # computes in float32
+    images = mnist_test.images[:2000]
+    before = predict_logits(shipped.model, images, 500).argmax(1)
+    after = predict_logits(reloaded.model, images, 500).argmax(1)
+    assert (before != after).sum() <= 2
 
 
 def slow_when_heavy(names):

@@ -142,10 +142,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
-    """Write `path` (.safetensors) and its `.json` copy of the metadata atomically; return `path`."""
+def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, half: bool = False) -> Path:
+    """Write `path` (.safetensors) and its `.json` copy of the metadata atomically; return `path`.
+    `half` stores floating-point tensors as float16 (half the bytes); loading casts them back to
+    the model's float32."""
     weights = Path(path).with_suffix(".safetensors")
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     meta_dict = meta.to_dict()
     # serialised in memory first, so a full disk surfaces as a plain OSError from the write
     atomic_write_bytes(weights, safetensors_bytes(state, metadata={META_KEY: json.dumps(meta_dict)}))

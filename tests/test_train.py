@@ -102,6 +102,7 @@ def test_diverging_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
         (dict(model="nope"), "unknown model 'nope'"),
         (dict(optimizer="lbfgs"), "unknown optimizer"),
         (dict(precision="half"), "unknown precision 'half'"),
+        (dict(test_at_end=False, test_each_epoch=True), "--no-test and --test-each-epoch contradict"),
     ],
 )
 def test_impossible_settings_are_refused_before_any_file_is_written(tmp_path, setting, message):
@@ -197,3 +198,24 @@ def test_test_each_epoch_records_the_reports_protocol_without_choosing_by_it(tmp
     assert (measured.best_epoch, measured.test) == (plain.best_epoch, plain.test)  # chosen as before
     plain_rows = (plain.run_dir / "metrics.jsonl").read_text()
     assert "test_acc" not in plain_rows
+
+
+def test_a_no_test_run_keeps_the_test_set_unseen_until_digitlab_test_measures_it(tmp_path, capsys):
+    from digitlab.cli import main
+
+    flags = ["--train-limit", "1500", "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path)]
+    assert main(["train", *flags, "--name", "blind", "--no-test"]) == 0
+    assert main(["train", *flags, "--name", "seen"]) == 0
+    blind = tmp_path / "blind"
+    result = json.loads((blind / "result.json").read_text())
+    assert result["test"] is None and result["test_last"] is None and result["val"]["n"] == 150
+    assert "test accuracy" not in (blind / "train.log").read_text()
+    capsys.readouterr()
+    assert main(["compare", str(blind), str(tmp_path / "seen")]) == 0
+    blind_row, seen_row = capsys.readouterr().out.splitlines()[2:4]
+    assert blind_row.count("—") == 1 and "—" not in seen_row  # only the blind run's test accuracy is blank
+    assert main(["report", str(blind)]) == 0
+    report = (blind / "report.md").read_text()
+    assert "trained with --no-test" in report and "Misclassified test images" not in report
+    assert main(["test", str(blind), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["n"] == 10000

@@ -89,6 +89,12 @@ class TrainConfig:
         "also measure the test set after every epoch (test_loss, test_acc in metrics.jsonl), as "
         "reports 000, 001 and 004 did; for reproducing their protocol only: never used to choose",
     )
+    test_at_end: bool = setting(
+        True,
+        "do not measure the test set at the end of training, so nothing is chosen after seeing it; "
+        "`digitlab test RUN` measures it once, when the choice on validation is made",
+        flag="--no-test",
+    )
     monitor: str = setting("val_acc", "validation metric that picks the best checkpoint", choices=MONITORS)
     seed: int = setting(0, "random seed (same seed, same numbers on the CPU)")
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
@@ -170,6 +176,10 @@ class TrainConfig:
             (
                 self.monitor != "val_loss" or self.val_split > 0 or self.patience == 0,
                 "early stopping needs a validation split (val_split > 0)",
+            ),
+            (
+                self.test_at_end or not self.test_each_epoch,
+                "--no-test and --test-each-epoch contradict each other: choose one",
             ),
         ]
         for ok, message in checks:

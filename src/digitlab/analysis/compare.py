@@ -70,8 +70,8 @@ def run_row(path: str | Path) -> dict:
     for prefix, epoch_row, test in (("best", best, result.test), ("last", last, result.test_last)):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             row[f"{prefix}_{key}"] = epoch_row[key]
-        row[f"{prefix}_test_loss"] = test.loss
-        row[f"{prefix}_test_acc"] = test.accuracy
+        row[f"{prefix}_test_loss"] = test.loss if test else None  # None: trained with --no-test
+        row[f"{prefix}_test_acc"] = test.accuracy if test else None
     row["settings"] = {k: v for k, v in config.to_dict().items() if k not in NOT_COMPARED}
     return row
 

@@ -105,13 +105,19 @@ def write_report(
     on_step("results")
     _results_section(doc, rows, result, figure_dir, config.model)
     on_step("error analysis")
-    if best:
+    if best and config.test_at_end:
         checkpoint, test_data = _error_section(doc, run, config, figure_dir, mistakes)
         on_step("embedding map")
         _embedding_section(doc, checkpoint, test_data, figure_dir, embedded)
     else:
         doc.heading("Error analysis")
-        doc.warning("No best checkpoint yet: no error analysis.")
+        if best:
+            doc.paragraph(
+                "This run was trained with --no-test: the test set stays unseen, so the report "
+                f"analyses none of its images. `digitlab test {run.path}` measures it once."
+            )
+        else:
+            doc.warning("No best checkpoint yet: no error analysis.")
     _timing_section(doc, rows, result)
     on_step("writing")
     return doc.write(run.path)
@@ -122,10 +128,11 @@ def _data_section(doc: Document, config, figure_dir: Path) -> None:
     n_train = config.train_limit or len(train)
     n_val = int(round(n_train * config.val_split))
     test = load_dataset(config.data, "test")
+    test_use = "used once at the end" if config.test_at_end else "not measured by this run (--no-test)"
     doc.heading("Data")
     doc.paragraph(
         f"{config.data}: {n_train:,} training images, of which {n_val:,} ({config.val_split:.0%}) are held "
-        f"out for validation with seed {config.seed}; {len(test):,} test images, used once at the end. "
+        f"out for validation with seed {config.seed}; {len(test):,} test images, {test_use}. "
         "Images are 28×28 greyscale; the model standardises them with the training split's mean and "
         "deviation, which it carries in its weights."
     )
@@ -180,7 +187,7 @@ def _results_section(doc: Document, rows, result, figure_dir: Path, model: str) 
             for r in rows
         ],
     )
-    if result:
+    if result and result.test_last:
         doc.paragraph(
             f"Test accuracy of the last epoch's weights, for comparison: {pct(result.test_last.accuracy)}."
         )

@@ -21,8 +21,8 @@ def write_sweep_report(sweep: SweepResult) -> list[dict]:
     if validated:
         best = max(validated, key=lambda r: r["best_val_acc"])
         doc.paragraph(
-            f"Best on validation: {best['run']} (val acc {best['best_val_acc'] * 100:.2f} %, "
-            f"test acc {best['best_test_acc'] * 100:.2f} %)."
+            f"Best on validation: {best['run']} (val acc {table_cell(best, 'best_val_acc')}, "
+            f"test acc {table_cell(best, 'best_test_acc')})."
         )
     doc.figure(
         figures.sweep_curves(curves, folder / "curves.png", f"sweep {folder.name}"),

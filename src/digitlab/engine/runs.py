@@ -47,8 +47,8 @@ class RunResult:
     epochs_run: int
     stopped_early: bool
     val: Metrics | None  # of the best checkpoint; None without a validation split
-    test: Metrics  # of the best checkpoint
-    test_last: Metrics  # of the last epoch's weights, for comparison only
+    test: Metrics | None  # of the best checkpoint; None for a run trained with --no-test
+    test_last: Metrics | None  # of the last epoch's weights, for comparison only
     train_seconds: float
 
     def to_dict(self) -> dict:
@@ -73,7 +73,7 @@ class RunResult:
             raise CheckpointError(
                 f"{source}: not a valid result file ({type(err).__name__}: {err})"
             ) from None
-        if result.test is None:
+        if "test" not in values:  # null for a --no-test run; absent in no file digitlab wrote
             raise CheckpointError(f"{source}: not a valid result file (no test metrics)")
         return result
 

@@ -44,12 +44,9 @@ def hyperparameters(config: TrainConfig) -> dict:
 
 
 def final_metrics(result: RunResult) -> dict:
-    """The end of the run in numbers: test and best-validation metrics, best epoch."""
-    values = {
-        "test_acc": result.test.accuracy,
-        "test_loss": result.test.loss,
-        "best_epoch": result.best_epoch,
-    }
+    """The end of the run in numbers: test (unless --no-test) and best-validation metrics, best epoch."""
+    values = {"test_acc": result.test.accuracy, "test_loss": result.test.loss} if result.test else {}
+    values["best_epoch"] = result.best_epoch
     if result.val:
         values.update(best_val_acc=result.val.accuracy, best_val_loss=result.val.loss)
     return values
@@ -128,7 +125,7 @@ class TensorBoard:
                 self.writer.add_scalar(TAGS.get(key, key), value, row["epoch"])
         self.writer.flush()  # visible in a running TensorBoard now; a full disk fails here
 
-    def end(self, result: RunResult, confusion: torch.Tensor, classes: list[str]) -> None:
+    def end(self, result: RunResult, confusion: torch.Tensor | None, classes: list[str]) -> None:
         from torch.utils.tensorboard.summary import hparams
 
         step, metrics = result.epochs_run, {f"hparam/{k}": v for k, v in final_metrics(result).items()}
@@ -136,9 +133,10 @@ class TensorBoard:
             self.writer.file_writer.add_summary(summary, step)
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
-        self.writer.add_image(
-            "test/confusion_matrix", confusion_image(confusion, classes), step, dataformats="HWC"
-        )
+        if confusion is not None:
+            self.writer.add_image(
+                "test/confusion_matrix", confusion_image(confusion, classes), step, dataformats="HWC"
+            )
         self.writer.flush()
 
     def close(self, status: str) -> None:
@@ -200,7 +198,7 @@ class MLflow:
             if key != "epoch" and value is not None:
                 self.client.log_metric(self.run_id, key, value, step=row["epoch"])
 
-    def end(self, result: RunResult, confusion: torch.Tensor, classes: list[str]) -> None:
+    def end(self, result: RunResult, confusion: torch.Tensor | None, classes: list[str]) -> None:
         for key, value in final_metrics(result).items():
             self.client.log_metric(self.run_id, key, value, step=result.epochs_run)
         best, reports = self.run.best_path, [self.run.path / name for name in ("report.html", "report.md")]
@@ -258,7 +256,7 @@ class Tracking:
         for tracker in self.trackers:
             tracker.epoch(row)
 
-    def end(self, result: RunResult, confusion: torch.Tensor, classes: list[str]) -> None:
+    def end(self, result: RunResult, confusion: torch.Tensor | None, classes: list[str]) -> None:
         for tracker in self.trackers:
             tracker.end(result, confusion, classes)
 

@@ -378,29 +378,37 @@ class Trainer:
         return self.finish(stopped_early, time.perf_counter() - start)
 
     def finish(self, stopped_early: bool, seconds: float) -> TrainResult:
-        """Reload the best weights, measure them on the test set once, record the result."""
+        """Reload the best weights, measure them on the test set once (not with --no-test),
+        record the result."""
         run, batch_size = self.run, self.config.eval_batch_size
         distributed.broadcast_object(None, self.world)  # wait until rank 0 wrote best
         best = run.load_best(device=str(self.device))
-        logits = predict_logits(best.model, self.test_data.images, batch_size)
-        test = metrics_from_logits(logits, self.test_data.labels)
-        # reported beside the best checkpoint's (as report 004 does); never used to choose
-        test_last = (
-            test if self.best_epoch == self.epoch else evaluate(self.eval_model, self.test_data, batch_size)
-        )
+        test = test_last = confusion = None
+        if self.config.test_at_end:
+            logits = predict_logits(best.model, self.test_data.images, batch_size)
+            test = metrics_from_logits(logits, self.test_data.labels)
+            # reported beside the best checkpoint's (as report 004 does); never used to choose
+            last_is_best = self.best_epoch == self.epoch
+            test_last = test if last_is_best else evaluate(self.eval_model, self.test_data, batch_size)
+            classes = len(self.train_data.classes)
+            confusion = confusion_matrix(logits.argmax(1), self.test_data.labels, classes)
         val = Metrics(**best.meta.val) if best.meta.val else None
         result = RunResult(
             self.best_epoch, self.epoch, stopped_early, val, test, test_last, round(seconds, 3)
         )
         if self.world.is_main:
             run.save_result(result)
-            classes = self.train_data.classes
-            confusion = confusion_matrix(logits.argmax(1), self.test_data.labels, len(classes))
-            self.tracking.end(result, confusion, classes)
-            self.echo(
-                f"test accuracy {test.accuracy * 100:.2f}%  ({test.errors} errors of {test.n}, "
-                f"loss {test.loss:.4f}) with the best epoch {self.best_epoch}"
-            )
+            self.tracking.end(result, confusion, self.train_data.classes)
+            if test:
+                self.echo(
+                    f"test accuracy {test.accuracy * 100:.2f}%  ({test.errors} errors of {test.n}, "
+                    f"loss {test.loss:.4f}) with the best epoch {self.best_epoch}"
+                )
+            else:
+                self.echo(
+                    f"test set not measured (--no-test): best epoch {self.best_epoch}; "
+                    f"`digitlab test {run.path}` measures it"
+                )
         return TrainResult(**vars(result), run_dir=run.path)
 
 

@@ -171,7 +171,8 @@ def tune(
             raise optuna.TrialPruned(str(err)) from None
         trial.set_user_attr("run_dir", str(result.run_dir.resolve()))
         trial.set_user_attr("val_acc", result.val.accuracy)
-        trial.set_user_attr("test_acc", result.test.accuracy)
+        if result.test:
+            trial.set_user_attr("test_acc", result.test.accuracy)
         if stopped:
             raise optuna.TrialPruned(f"after epoch {stopped[0]}")
         return result.val.accuracy

@@ -220,3 +220,22 @@ def test_the_fashion_preset_mirrors_and_erases_clothes_not_digits():
     assert all(
         preset_config(name).aug_flip == 0 for name in PRESETS if name != "fashion"
     )  # digits have a handedness
+
+
+def test_help_and_the_package_import_do_not_import_torch():
+    """`digitlab --help` answers in a fraction of a second: torch (seconds) loads when a command runs."""
+    script = (
+        "import sys\n"
+        "import digitlab, digitlab.cli\n"
+        "from digitlab.cli import build_parser\n"
+        "for command in ('', 'train', 'predict', 'serve', 'test'):\n"
+        "    try:\n"
+        "        build_parser().parse_args([command, '--help'] if command else ['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'PIL', 'scipy') if m in sys.modules))\n"
+        "print(digitlab.TrainConfig.__name__, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-2:] == ["[]", "TrainConfig False"]

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from digitlab.cli.output import add_json_flag, print_json, refuse_existing
 from digitlab.cli.output import progress as output_progress
-from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
 from digitlab.engine.pretrained import DEFAULT_MODEL, shipped_weights
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write
@@ -69,6 +68,8 @@ def split_checkpoints_and_images(
 ) -> tuple[list[Path], list[Path]]:
     """Checkpoints (run folders, .safetensors, .pth, shipped models' names) first; images and
     folders of images after. No checkpoint: the shipped `default` model."""
+    from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
+
     checkpoints, images = [], []
     for path in paths:
         if path.suffix in (".safetensors", ".pth", ".pt") or (
@@ -96,6 +97,8 @@ def split_checkpoints_and_images(
 
 def each_image(sources: list[Path]) -> Iterator[Path]:
     """The image files among `sources`, folders streamed (never listed whole)."""
+    from digitlab.data.imagefolder import iter_image_files
+
     for source in sources:
         yield from iter_image_files(source) if source.is_dir() else [source]
 

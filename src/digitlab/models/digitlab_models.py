@@ -1,5 +1,5 @@
-"""digitlab's own architectures: for speed (`fastcnn`), for accuracy on digits (`widecnn`), and
-for pictures richer than digits (`resnet`)."""
+"""digitlab's own architectures: for speed (`fastcnn`), a wide plain CNN (`widecnn`, of the
+`robust` preset), and a residual network (`resnet`, the most accurate on digits and clothes)."""
 
 from __future__ import annotations
 
@@ -90,8 +90,9 @@ class ResidualBlock(nn.Module):
 
 @register_model("resnet")
 class ResNet(nn.Module):
-    """Deeper model for pictures richer than digits (clothes): a residual block at each of
-    28x28, 14x14 and 7x7 with 32, 64 and 128 channels, global average pooling (482,154 params)."""
+    """The deepest of digitlab's models (the `best` and `fashion` presets): a residual block at
+    each of 28x28, 14x14 and 7x7 with 32, 64 and 128 channels, global average pooling
+    (482,154 params)."""
 
     def __init__(
         self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128), dropout: float = 0.2

@@ -32,7 +32,8 @@ def main() -> None:
     test = load_dataset("mnist", "test")
     total, wrong = None, []
     for member in members:
-        probabilities = ensemble_probabilities([load_checkpoint(shipped_weights(member)[0]).model], test.images)
+        model = load_checkpoint(shipped_weights(member)[0]).model
+        probabilities = ensemble_probabilities([model], test.images)
         wrong.append(wrong_images(probabilities, test.labels))
         total = probabilities if total is None else total + probabilities
     ensemble_wrong = wrong_images(total, test.labels)

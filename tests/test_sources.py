@@ -107,6 +107,13 @@ def test_split_is_seeded_and_disjoint(mnist_test):
     assert not torch.equal(a_train.labels, c_train.labels)
 
 
+def test_pixel_stats_match_the_float_computation(mnist_test):
+    mean, std = mnist_test.pixel_stats()
+    pixels = mnist_test.images.double() / 255
+    assert mean == pytest.approx(pixels.mean().item(), rel=1e-9)
+    assert std == pytest.approx(pixels.std().item(), rel=1e-9)
+
+
 def test_batches_cover_every_image_once(mnist_test):
     data = mnist_test.subset(slice(0, 1000))
     seen = torch.cat([labels for _, labels in data.batches(128, shuffle_seed=1)])

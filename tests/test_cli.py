@@ -1,3 +1,4 @@
+import gc
 import json
 import subprocess
 import sys
@@ -145,6 +146,17 @@ def test_console_script_runs_as_module():
         [sys.executable, "-m", "digitlab", "train", "--epochs", "0"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "epochs must be >= 1" in done.stderr
+
+
+def test_the_program_returns_mains_code_and_freezes_what_is_left_for_the_exit(monkeypatch, capsys):
+    from digitlab.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["digitlab", "presets"])
+    try:
+        assert run() == 0 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "fast" in capsys.readouterr().out
 
 
 def command_parser(name: str):

@@ -1,5 +1,5 @@
 """`python -m digitlab` (and `torchrun -m digitlab`) run the CLI."""
 
-from digitlab.cli import main
+from digitlab.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

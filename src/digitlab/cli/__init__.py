@@ -7,6 +7,7 @@ declares its parser next to the `run_<command>` handler that carries it out.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -56,3 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> int:
+    """The `digitlab` program (console script, `python -m digitlab`): `main`, then a quick exit.
+
+    A command leaves torch's ~200,000 module objects alive to the end, and at exit Python's
+    cycle collector would walk them all once more: 0.2-0.3 s of a 5-s `train --preset fast`.
+    Freezing them skips that walk (every file is written and closed by then). Tests call `main`
+    in their own long-lived process, which keeps collecting.
+    """
+    code = main()
+    gc.freeze()
+    return code

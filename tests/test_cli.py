@@ -148,14 +148,16 @@ def test_console_script_runs_as_module():
     assert done.returncode == 2 and "epochs must be >= 1" in done.stderr
 
 
-def test_the_program_returns_mains_code_and_freezes_what_is_left_for_the_exit(monkeypatch, capsys):
+def test_the_program_returns_mains_code_collects_less_often_and_freezes_what_is_left(monkeypatch, capsys):
     from digitlab.cli import run
 
     monkeypatch.setattr(sys, "argv", ["digitlab", "presets"])
+    thresholds = gc.get_threshold()
     try:
-        assert run() == 0 and gc.get_freeze_count() > 0
+        assert run() == 0 and gc.get_freeze_count() > 0 and gc.get_threshold()[0] == 100_000
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     assert "fast" in capsys.readouterr().out
 
 

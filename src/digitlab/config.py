@@ -33,6 +33,13 @@ def setting(
     return field(default=default, metadata=metadata)
 
 
+def validation_seed(config: dict) -> int:
+    """The seed that drew a run's validation split, from its recorded settings: --split-seed, or
+    --seed without one (and in runs recorded before --split-seed existed)."""
+    split_seed = config.get("split_seed", -1)
+    return config["seed"] if split_seed < 0 else split_seed
+
+
 @dataclass
 class TrainConfig:
     """A complete training run. Saved as config.json; feeding it back replays the run.
@@ -97,6 +104,11 @@ class TrainConfig:
     )
     monitor: str = setting("val_acc", "validation metric that picks the best checkpoint", choices=MONITORS)
     seed: int = setting(0, "random seed (same seed, same numbers on the CPU)")
+    split_seed: int = setting(
+        -1,
+        "seed of the validation split (-1 = --seed). Runs of different --seed and one --split-seed hold "
+        "out the same images, so an ensemble of them can be chosen on those",
+    )
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
     threads: int = setting(0, "CPU threads for torch (0 = torch's default)")
     precision: str = setting(
@@ -157,6 +169,7 @@ class TrainConfig:
             (self.step_size >= 1, f"step_size must be >= 1, got {self.step_size}"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.threads >= 0, f"threads must be >= 0, got {self.threads}"),
+            (self.split_seed >= -1, f"split_seed must be >= 0, or -1 for --seed; got {self.split_seed}"),
             (
                 self.optimizer in OPTIMIZERS,
                 f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}",
@@ -186,6 +199,10 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         return self
+
+    @property
+    def validation_seed(self) -> int:
+        return validation_seed({"seed": self.seed, "split_seed": self.split_seed})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,6 +16,7 @@ import numpy as np
 
 from digitlab.analysis import figures
 from digitlab.analysis.predictions import Predictions, predict
+from digitlab.config import validation_seed
 from digitlab.data.digitdata import split_indices
 from digitlab.data.sources import load_dataset, load_training_set
 from digitlab.engine.checkpoint import Checkpoint
@@ -44,7 +45,7 @@ def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np
     full = load_training_set(configs[0]["data"], configs[0].get("train_limit", 0))  # shared: read once
     total, count = np.zeros((len(full), len(full.classes))), np.zeros(len(full))
     for checkpoint, config in zip(checkpoints, configs, strict=True):
-        _, held_out = split_indices(len(full), config["val_split"], config["seed"])
+        _, held_out = split_indices(len(full), config["val_split"], validation_seed(config))
         total[held_out.numpy()] += predict([checkpoint], full.subset(held_out)).probabilities
         count[held_out.numpy()] += 1
     covered = np.flatnonzero(count)

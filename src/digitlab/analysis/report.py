@@ -132,7 +132,7 @@ def _data_section(doc: Document, config, figure_dir: Path) -> None:
     doc.heading("Data")
     doc.paragraph(
         f"{config.data}: {n_train:,} training images, of which {n_val:,} ({config.val_split:.0%}) are held "
-        f"out for validation with seed {config.seed}; {len(test):,} test images, {test_use}. "
+        f"out for validation with seed {config.validation_seed}; {len(test):,} test images, {test_use}. "
         "Images are 28×28 greyscale; the model standardises them with the training split's mean and "
         "deviation, which it carries in its weights."
     )

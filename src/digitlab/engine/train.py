@@ -135,7 +135,7 @@ class Trainer:
 
         full = load_training_set(config.data, config.train_limit)
         self.train_data, self.val_data = (
-            d.to(self.device) for d in full.split(config.val_split, config.seed)
+            d.to(self.device) for d in full.split(config.val_split, config.validation_seed)
         )
         check_split_sizes(config, len(self.train_data), len(self.val_data))
         if config.outliers:  # an extra "not a digit" class; validation and test stay digits only

@@ -224,17 +224,17 @@ def test_a_no_test_run_keeps_the_test_set_unseen_until_digitlab_test_measures_it
 def test_runs_of_one_split_seed_hold_out_the_same_images_whatever_their_seed(tmp_path):
     from digitlab.analysis.audit import held_out_predictions
 
-    def held_out(**seeds):
+    def held_out(*runs_seeds: dict):
+        """Indices of the training images that some of these 1-epoch runs held out."""
         runs = [
-            train(quick_config(tmp_path, epochs=1, train_limit=600, test_at_end=False, **s), quiet=True)
-            for s in seeds.values()
+            train(quick_config(tmp_path, epochs=1, train_limit=600, test_at_end=False, **seeds), quiet=True)
+            for seeds in runs_seeds
         ]
-        checkpoints = [load_checkpoint(r.run_dir / "best.safetensors") for r in runs]
-        _, covered = held_out_predictions(checkpoints)
+        _, covered = held_out_predictions([load_checkpoint(r.run_dir / "best.safetensors") for r in runs])
         return covered
 
-    shared = held_out(a={"seed": 1, "split_seed": 7}, b={"seed": 2, "split_seed": 7})
-    apart = held_out(a={"seed": 1}, b={"seed": 2})
+    shared = held_out({"seed": 1, "split_seed": 7}, {"seed": 2, "split_seed": 7})
+    apart = held_out({"seed": 1}, {"seed": 2})
     assert len(shared) == 60 and len(apart) > 60  # one split of 600 images, or two overlapping ones
     with pytest.raises(ConfigError, match="split_seed"):
         TrainConfig(split_seed=-2).validate()

@@ -237,7 +237,8 @@ def test_the_fashion_preset_mirrors_and_erases_clothes_not_digits():
 
 
 def test_help_and_the_package_import_do_not_import_torch():
-    """`digitlab --help` answers in a fraction of a second: torch (seconds) loads when a command runs."""
+    """`digitlab --help` answers in a fraction of a second: torch (seconds) and the serving
+    stack (numpy, asyncio) load when a command runs."""
     script = (
         "import sys\n"
         "import digitlab, digitlab.cli\n"
@@ -247,7 +248,7 @@ def test_help_and_the_package_import_do_not_import_torch():
         "        build_parser().parse_args([command, '--help'] if command else ['--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print(sorted(m for m in ('torch', 'PIL', 'scipy') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'PIL', 'scipy', 'numpy', 'asyncio') if m in sys.modules))\n"
         "print(digitlab.TrainConfig.__name__, 'torch' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -16,7 +16,7 @@ from digitlab.cli.output import progress as output_progress
 from digitlab.engine.pretrained import DEFAULT_MODEL, shipped_weights
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write
-from digitlab.serve.batching import Batching
+from digitlab.serve.settings import Batching
 
 if TYPE_CHECKING:  # the model-side imports wait until a command needs them (`train` never does)
     from digitlab.inference.batch import BatchResult

@@ -32,8 +32,9 @@ from digitlab.imaging import split_digits, to_mnist
 from digitlab.inference import Prediction, Predictor
 from digitlab.models import count_parameters
 from digitlab.serve import metrics
-from digitlab.serve.batching import Batching, MicroBatcher, Overloaded
+from digitlab.serve.batching import MicroBatcher, Overloaded
 from digitlab.serve.requests import Limits, RequestError, read_images
+from digitlab.serve.settings import Batching
 
 log = logging.getLogger("digitlab.serve")
 # the multipart parser logs a warning for every malformed body it is sent: the client's 400 says it

@@ -11,7 +11,6 @@ server answers 503 instead of growing without end.
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
 import time
@@ -19,16 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-
-@dataclass(frozen=True)
-class Batching:
-    """How requests share the model; `digitlab serve`'s flags default to these."""
-
-    max_batch: int = 64  # images per model batch
-    max_wait_ms: float = 2.0  # how long a request waits for others to join its batch
-    max_pending: int = 64  # requests admitted at once (reading, decoding, waiting); more get 503
-    decode_threads: int = os.cpu_count() or 1
 
 
 class Overloaded(Exception):

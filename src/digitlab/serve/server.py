@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from digitlab.serve.batching import Batching
+from digitlab.serve.settings import Batching
 
 SETTINGS_VARIABLE = "DIGITLAB_SERVE_SETTINGS"  # how the parent tells worker processes what to serve
 GRACEFUL_SECONDS = 30  # how long requests in flight may take to finish at shutdown

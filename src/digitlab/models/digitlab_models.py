@@ -123,7 +123,9 @@ class DeskewResNet(ResNet):
     """`resnet` behind a moment-based deskewing layer: it sees every digit upright, so it errs
     on other images than `resnet` does (482,154 params, none in the deskewing)."""
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128), dropout: float = 0.2):
+    def __init__(
+        self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128), dropout: float = 0.2
+    ):
         super().__init__(num_classes, widths, dropout)
         self.deskew = Deskew()
 

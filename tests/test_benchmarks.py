@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from digitlab.engine.pretrained import model_cards
+import pytest
+
+from digitlab.engine.pretrained import model_cards, shipped_weights
 
 CARDS = model_cards()
 
@@ -27,11 +29,17 @@ def test_throughput_measures_a_model():
     assert figures["train_images_per_s"] > 0 and figures["infer_images_per_s"] > 0
 
 
-def test_ensemble_errors_counts_the_images_members_share(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("ensemble_errors", BENCHMARKS / "ensemble_errors.py")
+def load_benchmark(name: str, monkeypatch, members: list[str]):
+    """The benchmark script `name` as a module, the shipped ensemble it reads made of `members`."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "model_card", lambda name: SimpleNamespace(members=["fast", "fast"]))
+    monkeypatch.setattr(module, "model_card", lambda name: SimpleNamespace(members=members))
+    return module
+
+
+def test_ensemble_errors_counts_the_images_members_share(monkeypatch, capsys):
+    module = load_benchmark("ensemble_errors", monkeypatch, ["fast", "fast"])
     monkeypatch.setattr(sys, "argv", ["ensemble_errors.py", "pair"])
     module.main()
     row = json.loads(capsys.readouterr().out)
@@ -40,3 +48,28 @@ def test_ensemble_errors_counts_the_images_members_share(monkeypatch, capsys):
     # two copies of one model go wrong together on every image, and so does their average
     assert row["ensemble_errors"] == row["misread_by_some_member"] == row["misread_by_all"] == errors
     assert row["members_wrong_on_each_ensemble_error"] == [2] * errors
+
+
+def test_join_ensemble_judges_a_candidate_on_its_split_against_the_members_that_held_it_out(
+    monkeypatch, capsys
+):
+    module = load_benchmark("join_ensemble", monkeypatch, ["fast", "fast", "best-seed1"])
+    monkeypatch.setattr(sys, "argv", ["join_ensemble.py", str(shipped_weights("fast")[0])])
+    module.main()
+    row, verdict = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    # fast held out seed 0's split; best-seed1 held out seed 1's and is left out
+    assert row["split_seed"] == 0 and row["peers"] == ["fast", "fast"] and row["n"] == 6000
+    assert 0 < row["candidate_errors"] == row["peers_errors"] == row["peers_with_candidate_errors"]
+    # a third copy of a model changes no vote: it does not join
+    assert verdict == {
+        "errors_without": row["peers_errors"],
+        "errors_with": row["peers_errors"],
+        "join": False,
+    }
+
+
+def test_join_ensemble_refuses_a_candidate_whose_split_no_member_held_out(monkeypatch):
+    module = load_benchmark("join_ensemble", monkeypatch, ["best-seed1"])
+    monkeypatch.setattr(sys, "argv", ["join_ensemble.py", str(shipped_weights("fast")[0])])
+    with pytest.raises(SystemExit, match="no member of ensemble held out validation split 0"):
+        module.main()

@@ -4,11 +4,15 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from digitlab.data import load_training_set
+from digitlab.engine.checkpoint import load_checkpoint
+from digitlab.engine.evaluate import evaluate
 from digitlab.engine.pretrained import model_cards, shipped_weights
 
 CARDS = model_cards()
@@ -29,12 +33,14 @@ def test_throughput_measures_a_model():
     assert figures["train_images_per_s"] > 0 and figures["infer_images_per_s"] > 0
 
 
-def load_benchmark(name: str, monkeypatch, members: list[str]):
-    """The benchmark script `name` as a module, the shipped ensemble it reads made of `members`."""
+def load_benchmark(name: str, monkeypatch, members: list[str] | None = None):
+    """The benchmark script `name` as a module; with `members`, the shipped ensemble it reads is
+    made of them."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "model_card", lambda name: SimpleNamespace(members=members))
+    if members is not None:
+        monkeypatch.setattr(module, "model_card", lambda name: SimpleNamespace(members=members))
     return module
 
 
@@ -73,3 +79,15 @@ def test_join_ensemble_refuses_a_candidate_whose_split_no_member_held_out(monkey
     monkeypatch.setattr(sys, "argv", ["join_ensemble.py", str(shipped_weights("fast")[0])])
     with pytest.raises(SystemExit, match="no member of ensemble held out validation split 0"):
         module.main()
+
+
+def test_deskewed_input_reads_a_model_on_its_own_validation_split(monkeypatch, capsys):
+    module = load_benchmark("deskewed_input", monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["deskewed_input.py", "fast"])
+    module.main()
+    row = json.loads(capsys.readouterr().out)
+    checkpoint = load_checkpoint("fast")
+    _, val = load_training_set("mnist").split(0.1, 0)
+    assert row["n"] == 6000 and row["val_errors"] == evaluate(checkpoint.model, val).errors
+    upright = evaluate(checkpoint.model, replace(val, images=module.deskewed(val.images))).errors
+    assert row["val_errors_deskewed"] == upright != row["val_errors"]

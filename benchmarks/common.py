@@ -14,6 +14,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: the scripts that time a process never import torch
+    import torch
 
 
 def timed_train(flags: list[str], out: Path, name: str) -> tuple[float, dict]:
@@ -34,6 +38,11 @@ def timed_train(flags: list[str], out: Path, name: str) -> tuple[float, dict]:
     subprocess.run(command, check=True)
     wall = time.perf_counter() - start
     return wall, json.loads((out / name / "result.json").read_text())
+
+
+def errors(probabilities: torch.Tensor, labels: torch.Tensor) -> int:
+    """How many images the (averaged) probabilities (N, classes) misread."""
+    return int((probabilities.argmax(1) != labels).sum())
 
 
 def percentiles(samples_ms: list[float]) -> dict:

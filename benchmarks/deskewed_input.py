@@ -13,9 +13,9 @@ import json
 import sys
 
 import torch
+from common import errors
 
-from digitlab.config import TrainConfig
-from digitlab.data import load_training_set
+from digitlab.data import validation_split
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities
 from digitlab.models.deskew import deskew
@@ -27,19 +27,12 @@ def deskewed(images: torch.Tensor) -> torch.Tensor:
     return upright.round().clamp(0, 255).to(torch.uint8)
 
 
-def errors(probabilities: torch.Tensor, labels: torch.Tensor) -> int:
-    return int((probabilities.argmax(1) != labels).sum())
-
-
 def main() -> None:
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     for name in sys.argv[1:]:
         checkpoint = load_checkpoint(name)
-        config = TrainConfig.from_dict(checkpoint.meta.config)
-        _, val = load_training_set(config.data, config.train_limit).split(
-            config.val_split, config.validation_seed
-        )
+        val = validation_split(checkpoint.meta.config)
         plain = ensemble_probabilities([checkpoint.model], val.images)
         upright = ensemble_probabilities([checkpoint.model], deskewed(val.images))
         row = {

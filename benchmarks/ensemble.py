@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from digitlab.config import TrainConfig
-from digitlab.data import load_dataset, load_training_set
+from digitlab.data import load_dataset, load_training_set, validation_split
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.engine.evaluate import evaluate_ensemble
 
@@ -38,7 +38,7 @@ def main() -> None:
         key = (config.data, config.train_limit)
         if key not in training_sets:
             training_sets[key] = load_training_set(*key)
-        _, val = training_sets[key].split(config.val_split, config.seed)
+        val = validation_split(checkpoint.meta.config, training_sets[key])
         rows.append(
             {
                 "run": run,

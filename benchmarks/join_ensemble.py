@@ -15,17 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
+from common import errors
 
-from digitlab.config import TrainConfig, validation_seed
-from digitlab.data import load_training_set
+from digitlab.config import validation_seed
+from digitlab.data import validation_split
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.engine.evaluate import ensemble_probabilities
 from digitlab.engine.pretrained import model_card, shipped_weights
-
-
-def errors(probabilities: torch.Tensor, labels: torch.Tensor) -> int:
-    return int((probabilities.argmax(1) != labels).sum())
 
 
 def held_out(config: dict) -> tuple:
@@ -41,21 +37,15 @@ def main() -> None:
     members = [
         (name, load_checkpoint(shipped_weights(name)[0])) for name in model_card(args.ensemble).members
     ]
-    training_sets = {}  # candidates on the same data share one read
     totals = {"with": 0, "without": 0}
     for run in args.runs:
         candidate = load_checkpoint(run)
-        config = TrainConfig.from_dict(candidate.meta.config)
-        split = config.validation_seed
-        peers = [
-            (name, c.model) for name, c in members if held_out(c.meta.config) == held_out(config.to_dict())
-        ]
+        config = candidate.meta.config
+        split = validation_seed(config)
+        peers = [(name, c.model) for name, c in members if held_out(c.meta.config) == held_out(config)]
         if not peers:
             raise SystemExit(f"{run}: no member of {args.ensemble} held out validation split {split}")
-        key = (config.data, config.train_limit)
-        if key not in training_sets:
-            training_sets[key] = load_training_set(*key)
-        _, val = training_sets[key].split(config.val_split, split)
+        val = validation_split(config)
         peers_sum = ensemble_probabilities([model for _, model in peers], val.images) * len(peers)
         alone = ensemble_probabilities([candidate.model], val.images)
         row = {

@@ -21,7 +21,7 @@ import time
 
 from digitlab import load_dataset
 from digitlab.analysis.realworld import build_suite, score_predictor
-from digitlab.data.sources import load_training_set
+from digitlab.data import validation_split
 from digitlab.engine.checkpoint import read_meta
 from digitlab.inference import Predictor
 
@@ -30,9 +30,7 @@ def digits(which: str, run: str):
     """MNIST's test split, or the validation split `run` held out of its training set."""
     if which == "test":
         return load_dataset("mnist", "test")
-    config = read_meta(run).config
-    full = load_training_set(config["data"], config.get("train_limit", 0))
-    return full.split(config["val_split"], config["seed"])[1]
+    return validation_split(read_meta(run).config)
 
 
 def main() -> None:

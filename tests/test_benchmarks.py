@@ -36,6 +36,7 @@ def test_throughput_measures_a_model():
 def load_benchmark(name: str, monkeypatch, members: list[str] | None = None):
     """The benchmark script `name` as a module; with `members`, the shipped ensemble it reads is
     made of them."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/NAME.py` has it: `common` imports
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,13 +2,14 @@
 
 from digitlab.data.digitdata import DIGIT_CLASSES, DigitData, to_pixels
 from digitlab.data.idx import read_idx, write_idx
-from digitlab.data.sources import load_dataset, load_training_set, verify_shipped
+from digitlab.data.sources import load_dataset, load_training_set, validation_split, verify_shipped
 
 __all__ = [
     "DIGIT_CLASSES",
     "DigitData",
     "load_dataset",
     "load_training_set",
+    "validation_split",
     "read_idx",
     "to_pixels",
     "verify_shipped",

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digitlab.config import validation_seed
 from digitlab.data import store
 from digitlab.data.catalog import CATALOG, DatasetSpec
 from digitlab.data.csvdata import read_csv_images
@@ -84,6 +85,14 @@ def load_training_set(source: str | Path, train_limit: int = 0) -> DigitData:
     """The training split as a run used it: its first `train_limit` images when set (0 = all)."""
     data = load_dataset(source, "train")
     return data.subset(slice(0, train_limit)) if train_limit else data
+
+
+def validation_split(config: dict, training_set: DigitData | None = None) -> DigitData:
+    """The validation images a run held out, from its recorded settings (`--split-seed`
+    honoured). `training_set`: that run's training set when the caller has read it already."""
+    if training_set is None:
+        training_set = load_training_set(config["data"], config.get("train_limit") or 0)
+    return training_set.split(config["val_split"], validation_seed(config))[1]
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -13,6 +13,27 @@ import torch
 from digitlab.config import TrainConfig
 from digitlab.data import load_dataset, write_idx
 from digitlab.engine.checkpoint import load_checkpoint
+from digitlab.engine.train import Trainer
+
+TORCH_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_reset():
+    """A training run sets torch's thread count for the whole process (the tests, and fixtures
+    of a wider scope, train with one thread): each test starts with every core again."""
+    torch.set_num_threads(TORCH_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_train_nothing(request, monkeypatch):
+    """The unit tier (`make test-fast`) trains nothing: a test that trains is marked slow."""
+    if request.node.get_closest_marker("slow") is None:
+
+        def refuse(trainer):
+            raise AssertionError("this test trains a model: mark it @pytest.mark.slow")
+
+        monkeypatch.setattr(Trainer, "train_one_epoch", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +60,6 @@ def write_small_idx(folder: Path, source, n_train: int = 600, n_test: int = 200)
 def on_second_epoch(action):
     """While active, `action(trainer)` runs before the second epoch that any Trainer starts
     (raise KeyboardInterrupt in it to simulate Ctrl-C)."""
-    from digitlab.engine.train import Trainer
-
     real_epoch = Trainer.train_one_epoch
     calls = {"n": 0}
 

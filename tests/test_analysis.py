@@ -137,6 +137,7 @@ def test_a_sweep_says_how_long_it_has_left():
     assert time_left(time.monotonic() - 600, 1, 4) == ", about 30 min left"
 
 
+@pytest.mark.slow  # trains a second run, on other data
 def test_compare_refuses_mismatched_and_unfinished_runs(finished_run, tmp_path, small_idx_dir, capsys):
     other = train(quick_config(tmp_path, data=str(small_idx_dir), train_limit=0, epochs=1), quiet=True)
     with pytest.raises(DigitlabError, match="different data sets"):

@@ -104,6 +104,7 @@ def test_a_state_for_other_parameters_is_refused():
         small.load_state_dict(larger.state_dict())
 
 
+@pytest.mark.slow  # a real (short) training run
 def test_training_never_imports_torch_dynamo(tmp_path):
     """torch._dynamo's import is seconds of every `digitlab train`; nothing in a run needs it
     (gradient clipping and weight averaging included)."""

@@ -181,6 +181,7 @@ def test_precision_picks_bfloat16_where_it_is_asked_for_or_native(monkeypatch, n
     assert uses_bfloat16("bfloat16", cpu) and not uses_bfloat16("float32", gpu)
 
 
+@pytest.mark.slow
 def test_a_bfloat16_run_trains_and_says_so(tmp_path, capsys):
     result = train(quick_config(tmp_path, precision="bfloat16", epochs=1, train_limit=1500))
     assert "(bfloat16)" in capsys.readouterr().out.splitlines()[0]
@@ -189,6 +190,7 @@ def test_a_bfloat16_run_trains_and_says_so(tmp_path, capsys):
     assert {t.dtype for t in weights if t.is_floating_point()} == {torch.float32}
 
 
+@pytest.mark.slow
 def test_test_each_epoch_records_the_reports_protocol_without_choosing_by_it(tmp_path):
     measured = train(quick_config(tmp_path, epochs=2, train_limit=1500, test_each_epoch=True), quiet=True)
     plain = train(quick_config(tmp_path, epochs=2, train_limit=1500, run_name="plain"), quiet=True)
@@ -200,6 +202,7 @@ def test_test_each_epoch_records_the_reports_protocol_without_choosing_by_it(tmp
     assert "test_acc" not in plain_rows
 
 
+@pytest.mark.slow
 def test_a_no_test_run_keeps_the_test_set_unseen_until_digitlab_test_measures_it(tmp_path, capsys):
     from digitlab.cli import main
 
@@ -221,6 +224,7 @@ def test_a_no_test_run_keeps_the_test_set_unseen_until_digitlab_test_measures_it
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["n"] == 10000
 
 
+@pytest.mark.slow
 def test_runs_of_one_split_seed_hold_out_the_same_images_whatever_their_seed(tmp_path):
     from digitlab.analysis.audit import held_out_predictions
 

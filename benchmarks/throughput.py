@@ -1,14 +1,16 @@
 """Training and inference throughput (images/s) and peak memory of every model, on this machine.
 
-    python benchmarks/throughput.py [MODEL ...]
+    python benchmarks/throughput.py [--seconds S] [MODEL ...]
 
 Each model is measured in a fresh process (so peak memory is its own): one JSON line each.
 Training: batch 128, Adam, channels_last, the same step as `digitlab train`. Inference:
-batches of 1000 in inference mode.
+batches of 1000 in inference mode. Each rate is counted over S seconds (default 3) after one
+warm-up call.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -17,7 +19,7 @@ import sys
 import time
 
 
-def measure(name: str) -> dict:
+def measure(name: str, seconds: float) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -36,7 +38,7 @@ def measure(name: str) -> dict:
         loss.backward()
         optimizer.step()
 
-    def rate(fn, batch: int, seconds: float = 3.0) -> float:
+    def rate(fn, batch: int) -> float:
         fn()  # warm-up
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
@@ -65,13 +67,18 @@ def measure(name: str) -> dict:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--one"]:
-        print(json.dumps(measure(sys.argv[2])), flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="architectures (default: every one)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="counting time of each rate (default 3)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the measuring child
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.models[0], args.seconds)), flush=True)
         return
     from digitlab.models import list_models
 
-    for name in sys.argv[1:] or list_models():
-        subprocess.run([sys.executable, __file__, "--one", name], check=True)
+    for name in args.models or list_models():
+        subprocess.run([sys.executable, __file__, "--one", "--seconds", str(args.seconds), name], check=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ MONITORS = ("val_acc", "val_loss")
 # auto: bfloat16 on a GPU, float32 on a CPU; fastest: bfloat16 wherever the hardware computes it
 # natively (a GPU, a CPU with AMX or AVX-512 BF16), float32 elsewhere
 PRECISIONS = ("auto", "fastest", "float32", "bfloat16")
+# images per forward pass wherever a model reads many (validation, test, predict, reports): on
+# a 2-core CPU 64-256 are about equally fast and 1000 takes 1.3-1.8 times as long, as its
+# activations outgrow the cache (`python benchmarks/eval_batch.py`)
+EVAL_BATCH_SIZE = 128
 SHARES_OF_IMAGES = ("aug_stroke", "aug_lowres", "aug_flip", "aug_erase")  # settings in [0, 1]
 MLFLOW_DEFAULT_STORE = "default"  # --mlflow without a URI: MLflow's own default store
 
@@ -56,7 +60,7 @@ class TrainConfig:
     val_split: float = setting(0.1, "fraction of training images held out for validation")
     epochs: int = setting(10, "number of passes over the training split")
     batch_size: int = setting(128, "images per optimiser step (global, across ranks)")
-    eval_batch_size: int = setting(500, "images per forward pass when validating and testing")
+    eval_batch_size: int = setting(EVAL_BATCH_SIZE, "images per forward pass when validating and testing")
     optimizer: str = setting("adam", "optimiser", choices=OPTIMIZERS)
     lr: float = setting(1e-3, "learning rate (peak rate for --schedule onecycle)")
     momentum: float = setting(0.9, "SGD momentum")

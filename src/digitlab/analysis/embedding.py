@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from digitlab.config import EVAL_BATCH_SIZE
 from digitlab.data.digitdata import DigitData, to_pixels
 from digitlab.errors import DigitlabError
 
@@ -37,7 +38,7 @@ class Embedding:
 
 @torch.inference_mode()
 def penultimate_features(
-    model: nn.Module, images: torch.Tensor, batch_size: int = 500
+    model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, D), logits (N, classes)) of uint8 images (N, 28, 28): the features are the
     input of the last `nn.Linear` that runs in the forward pass (the classifier's head), found

@@ -15,6 +15,7 @@ from digitlab.cli.output import (
     refuse_existing,
     step_progress,
 )
+from digitlab.config import EVAL_BATCH_SIZE
 from digitlab.errors import ConfigError
 
 
@@ -37,7 +38,12 @@ def add_test(commands) -> None:
         "--data", help="data set name, file or folder (default: the one the checkpoint was trained on)"
     )
     parser.add_argument("--model", help="architecture of a .pth state dict")
-    parser.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=EVAL_BATCH_SIZE,
+        help=f"images per forward pass (default {EVAL_BATCH_SIZE})",
+    )
     parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run_test)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digitlab.config import EVAL_BATCH_SIZE
 from digitlab.data.digitdata import DigitData, to_pixels
 
 # test-time augmentation: the image itself and one-pixel shifts in four directions
@@ -30,7 +31,7 @@ class Metrics:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Logits (N, classes) of `model` in eval mode for uint8 images (N, 28, 28), in order."""
     was_training = model.training
     model.eval()
@@ -44,7 +45,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 500
 
 
 def ensemble_probabilities(
-    models: list[nn.Module], images: torch.Tensor, tta: bool = False, batch_size: int = 500
+    models: list[nn.Module], images: torch.Tensor, tta: bool = False, batch_size: int = EVAL_BATCH_SIZE
 ) -> torch.Tensor:
     """Softmax probabilities (N, classes) on the CPU, averaged over `models` and, with `tta`,
     over the one-pixel shifts of each uint8 image (N, 28, 28)."""
@@ -68,13 +69,13 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
     return Metrics(loss, correct / n, n - correct, n)
 
 
-def evaluate(model: nn.Module, data: DigitData, batch_size: int = 500) -> Metrics:
+def evaluate(model: nn.Module, data: DigitData, batch_size: int = EVAL_BATCH_SIZE) -> Metrics:
     """Mean cross-entropy, accuracy and error count of `model` on `data`."""
     return metrics_from_logits(predict_logits(model, data.images, batch_size), data.labels)
 
 
 def evaluate_ensemble(
-    models: list[nn.Module], data: DigitData, tta: bool = False, batch_size: int = 500
+    models: list[nn.Module], data: DigitData, tta: bool = False, batch_size: int = EVAL_BATCH_SIZE
 ) -> Metrics:
     """Accuracy and loss (NLL of the averaged probabilities) of models voting together."""
     probabilities = ensemble_probabilities(models, data.images, tta, batch_size)

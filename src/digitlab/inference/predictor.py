@@ -15,9 +15,6 @@ from digitlab.engine.pretrained import DEFAULT_MODEL, model_card, shipped_weight
 from digitlab.errors import DigitlabError, NoDigitFound
 from digitlab.imaging.preprocess import ImageSource, split_digits, to_mnist
 
-BATCH_SIZE = 1000  # images per forward pass
-
-
 # verdicts: "not-a-digit" from this probability of the not-a-digit class (or a blank image);
 # "unsure" when the best digit is less probable than UNSURE_BELOW; else "digit"
 NOT_A_DIGIT_FROM = 0.5
@@ -94,7 +91,7 @@ class Predictor:
         """(N, classes) probabilities for uint8 MNIST-form images (N, 28, 28)."""
         images = torch.as_tensor(np.asarray(images), dtype=torch.uint8).reshape(-1, 28, 28)
         models = [checkpoint.model for checkpoint in self.checkpoints]
-        return ensemble_probabilities(models, images, self.tta, BATCH_SIZE).numpy()
+        return ensemble_probabilities(models, images, self.tta).numpy()
 
     def predict_mnist(self, images: np.ndarray) -> list[Prediction]:
         """Predictions for images already in MNIST form (N, 28, 28) uint8."""

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from digitlab.config import EVAL_BATCH_SIZE
 from digitlab.data import load_training_set
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.engine.evaluate import evaluate
@@ -92,3 +93,16 @@ def test_deskewed_input_reads_a_model_on_its_own_validation_split(monkeypatch, c
     assert row["n"] == 6000 and row["val_errors"] == evaluate(checkpoint.model, val).errors
     upright = evaluate(checkpoint.model, replace(val, images=module.deskewed(val.images))).errors
     assert row["val_errors_deskewed"] == upright != row["val_errors"]
+
+
+def test_eval_batch_times_each_size_and_names_the_fastest(monkeypatch, capsys):
+    module = load_benchmark("eval_batch", monkeypatch)
+    flags = ["--sizes", f"50,{EVAL_BATCH_SIZE}", "--rounds", "2", "--images", "400"]
+    monkeypatch.setattr(sys, "argv", ["eval_batch.py", "fast", *flags])
+    module.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["model"], row["batch"]) for row in rows[:2]] == [("fast", 50), ("fast", EVAL_BATCH_SIZE)]
+    assert all(row["seconds"] > 0 and row["images_per_s"] > 0 for row in rows[:2])
+    summary = rows[2]
+    assert summary["fastest_batch"] in (50, EVAL_BATCH_SIZE)
+    assert summary[f"default_{EVAL_BATCH_SIZE}_vs_fastest"] >= 1.0  # 1.0 where the default is the fastest

@@ -15,8 +15,7 @@ import sys
 
 import numpy as np
 
-from digitlab.config import TrainConfig
-from digitlab.data import load_dataset, load_training_set, validation_split
+from digitlab.data import load_dataset, validation_split
 from digitlab.engine.checkpoint import load_checkpoint
 from digitlab.engine.evaluate import evaluate_ensemble
 
@@ -30,15 +29,10 @@ def main() -> None:
     if not runs:
         sys.exit(__doc__)
     checkpoints = [load_checkpoint(run) for run in runs]
-    configs = [TrainConfig.from_dict(c.meta.config) for c in checkpoints]
-    test = load_dataset(configs[0].data, "test")
-    training_sets = {}  # runs on the same data share one read
+    test = load_dataset(checkpoints[0].meta.config["data"], "test")
     rows = []
-    for run, checkpoint, config in zip(runs, checkpoints, configs, strict=True):
-        key = (config.data, config.train_limit)
-        if key not in training_sets:
-            training_sets[key] = load_training_set(*key)
-        val = validation_split(checkpoint.meta.config, training_sets[key])
+    for run, checkpoint in zip(runs, checkpoints, strict=True):
+        val = validation_split(checkpoint.meta.config)
         rows.append(
             {
                 "run": run,

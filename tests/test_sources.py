@@ -170,7 +170,7 @@ def test_bad_npz_files_name_the_file_and_array(tmp_path, arrays, message):
 def test_validation_split_is_the_one_a_recorded_run_held_out():
     training_set = load_training_set("mnist", 600)
     recorded = {"data": "mnist", "train_limit": 600, "val_split": 0.1, "seed": 1, "split_seed": 7}
-    held_out = validation_split(recorded, training_set)
+    held_out = validation_split(recorded)
     assert torch.equal(held_out.images, training_set.split(0.1, 7)[1].images)  # --split-seed, not --seed
     before_split_seed = {k: v for k, v in recorded.items() if k != "split_seed"}
     assert torch.equal(validation_split(before_split_seed).labels, training_set.split(0.1, 1)[1].labels)

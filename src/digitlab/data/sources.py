@@ -87,11 +87,10 @@ def load_training_set(source: str | Path, train_limit: int = 0) -> DigitData:
     return data.subset(slice(0, train_limit)) if train_limit else data
 
 
-def validation_split(config: dict, training_set: DigitData | None = None) -> DigitData:
+def validation_split(config: dict) -> DigitData:
     """The validation images a run held out, from its recorded settings (`--split-seed`
-    honoured). `training_set`: that run's training set when the caller has read it already."""
-    if training_set is None:
-        training_set = load_training_set(config["data"], config.get("train_limit") or 0)
+    honoured)."""
+    training_set = load_training_set(config["data"], config.get("train_limit") or 0)
     return training_set.split(config["val_split"], validation_seed(config))[1]
 
 

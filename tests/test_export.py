@@ -32,3 +32,11 @@ def test_onnx_export_has_the_standardisation_inside_and_a_dynamic_batch(tmp_path
     probabilities /= probabilities.sum(1, keepdims=True)
     expected = json.loads((LEGACY_RUN / "expected.json").read_text())["first20_probabilities"]
     assert probabilities == pytest.approx(np.array(expected), abs=1e-5)  # what digitlab 0.1 computed
+
+
+def test_export_never_replaces_a_file_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "seven.png"
+    out.write_bytes(b"a user's picture")
+    assert main(["export", str(LEGACY_RUN), "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"a user's picture"

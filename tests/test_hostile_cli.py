@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 
 import pytest
@@ -160,3 +161,39 @@ def test_predictor_from_paths_takes_one_path_as_a_string(trained_checkpoint):
 
     predictor = Predictor.from_paths(str(trained_checkpoint))  # not iterated character by character
     assert len(predictor.checkpoints) == 1 and predictor.checkpoints[0].model_name == "fastcnn"
+
+
+@pytest.fixture
+def taken_port():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        (["--port", "{taken}"], "cannot listen on 127.0.0.1:{taken}: Address already in use"),
+        (["--host", "256.1.1.1"], "cannot listen on 256.1.1.1:8000"),
+    ],
+)
+def test_serve_checks_its_address_before_it_says_it_serves(taken_port, capsys, where, message):
+    where = [w.format(taken=taken_port) for w in where]
+    assert main(["serve", "fast", *where]) == 2
+    assert one_error_line(capsys).startswith("digitlab: error: " + message.format(taken=taken_port))
+
+
+def test_serve_with_a_missing_checkpoint_never_says_it_serves(capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", "/nonexistent/run", "--port", str(port), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "checkpoint not found" in captured.err and "serving on" not in captured.out
+
+
+def test_serve_refuses_a_port_out_of_range(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "fast", "--port", "99999"])
+    assert exit_info.value.code == 2 and "'99999' is not a port number" in capsys.readouterr().err

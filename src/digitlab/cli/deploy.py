@@ -229,7 +229,8 @@ def add_serve(commands) -> None:
         "serve",
         help="web page to draw digits on, and a JSON API",
         description="Serve a page to draw (or upload) a digit and see the model read it live, and "
-        "the API: POST /api/predict, GET /api/health, GET /api/model; OpenAPI docs at /docs.",
+        "the API: POST /api/predict, POST /api/explain, GET /api/health, GET /api/model, and "
+        "Prometheus figures at GET /metrics; OpenAPI docs at /docs.",
     )
     parser.add_argument(
         "checkpoints",
@@ -238,7 +239,7 @@ def add_serve(commands) -> None:
         help=f"run folders, .safetensors or shipped models (ensembled; default: {DEFAULT_MODEL})",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port, 1-65535 (default 8000)")
     parser.add_argument("--tta", action="store_true", help="average over one-pixel shifts")
     parser.add_argument(
         "--workers",
@@ -271,6 +272,17 @@ def add_serve(commands) -> None:
     parser.set_defaults(handler=run_serve)
 
 
+def port_number(text: str) -> int:
+    """argparse type of --port: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from digitlab.serve.server import serve, torch_threads
 
@@ -285,10 +297,12 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
     batching = Batching(args.max_batch, args.max_wait_ms, args.max_pending, torch_threads(args.workers))
     checkpoints = [str(path) for path in args.checkpoints] or [DEFAULT_MODEL]
-    print(
-        f"digitlab: serving on http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True
-    )
-    serve(checkpoints, args.tta, args.host, args.port, args.workers, batching)
+
+    def announce() -> None:
+        url = f"http://{args.host}:{args.port}/"
+        print(f"digitlab: serving on {url}  (API docs at /docs; Ctrl-C stops)", flush=True)
+
+    serve(checkpoints, args.tta, args.host, args.port, args.workers, batching, on_ready=announce)
     return 0
 
 
@@ -300,7 +314,7 @@ def add_export(commands) -> None:
         "standardisation inside the graph) and check it with ONNX Runtime against PyTorch on real "
         "test images. Needs digitlab[export].",
     )
-    parser.add_argument("checkpoint", type=Path, help="run folder or best.safetensors")
+    parser.add_argument("checkpoint", type=Path, help="run folder, .safetensors or shipped model")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     parser.add_argument(
         "--out",
@@ -308,6 +322,7 @@ def add_export(commands) -> None:
         metavar="FILE",
         help="the .onnx file to write (default: the checkpoint's name with .onnx, beside it)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
     add_json_flag(parser, "print one JSON object: the file, its size and the check's numbers")
     parser.set_defaults(handler=run_export)
 
@@ -315,7 +330,7 @@ def add_export(commands) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from digitlab.inference.export import export_onnx
 
-    report = export_onnx(args.checkpoint, args.out)
+    report = export_onnx(args.checkpoint, args.out, overwrite=args.overwrite)
     if args.json:
         print_json(
             {

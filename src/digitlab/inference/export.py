@@ -14,7 +14,7 @@ import torch
 from digitlab.data.digitdata import to_pixels
 from digitlab.data.sources import load_dataset
 from digitlab.engine.checkpoint import load_checkpoint
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError, DigitlabError
 from digitlab.fileio import atomic_write_bytes
 
 
@@ -28,12 +28,15 @@ class ExportReport:
 
 
 def export_onnx(
-    checkpoint_path: str | Path, out: str | Path | None = None, check_images: int = 1000
+    checkpoint_path: str | Path,
+    out: str | Path | None = None,
+    check_images: int = 1000,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Write the model as ONNX: input `images` (N, 1, 28, 28) pixels in [0, 1], output `logits`.
 
     The standardisation is inside the graph (the model owns it); the class names go into
-    the file's metadata.
+    the file's metadata. An existing `out` is replaced only with `overwrite`.
     """
     try:
         import onnx
@@ -42,6 +45,8 @@ def export_onnx(
         raise DigitlabError("ONNX export needs the export extra: pip install 'digitlab[export]'") from None
     checkpoint = load_checkpoint(checkpoint_path)
     out = Path(out) if out else Path(checkpoint.path).with_suffix(".onnx")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
     model = checkpoint.model.to(memory_format=torch.contiguous_format).eval()
     example = torch.zeros(2, 1, 28, 28)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-op notices are noise here

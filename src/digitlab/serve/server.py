@@ -17,12 +17,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from digitlab.errors import ConfigError
 from digitlab.serve.settings import Batching
 
 SETTINGS_VARIABLE = "DIGITLAB_SERVE_SETTINGS"  # how the parent tells worker processes what to serve
@@ -79,6 +81,18 @@ def app_from_environment():
     )
 
 
+def check_address(host: str, port: int) -> None:
+    """Fail with one clear error, before any model is loaded, if `host:port` cannot be listened on
+    (a name that does not resolve, an address not on this machine, a port already taken)."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as err:  # socket.gaierror too
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+
 def serve(
     checkpoints: list[str],
     tta: bool,
@@ -86,9 +100,13 @@ def serve(
     port: int,
     workers: int = 1,
     batching: Batching | None = None,
+    on_ready: Callable[[], None] = lambda: None,
 ) -> None:
+    """Serve until Ctrl-C or SIGTERM; `on_ready` runs once the address and checkpoints are checked,
+    just before the server starts listening."""
     import uvicorn
 
+    check_address(host, port)
     batching = batching or Batching(decode_threads=torch_threads(workers))
     options = dict(
         host=host,
@@ -99,6 +117,7 @@ def serve(
     )
     if workers == 1:
         app = build_app(checkpoints, tta, batching, torch_threads(1))
+        on_ready()
         # uvicorn re-raises the SIGTERM it shut down on, which would kill the process (status -15)
         # after its graceful stop: let it exit with 0 instead, as Ctrl-C does
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -110,6 +129,7 @@ def serve(
     from digitlab.inference import Predictor
 
     Predictor.from_paths([Path(c) for c in checkpoints])  # a bad checkpoint fails here, before any worker
+    on_ready()
     metrics_dir = tempfile.mkdtemp(prefix="digitlab-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # workers add their figures up there
     os.environ[SETTINGS_VARIABLE] = json.dumps(

@@ -137,3 +137,17 @@ def test_predict_csv_writes_a_kaggle_submission(tmp_path, trained_checkpoint, mn
         == 0
     )
     assert "accuracy on its labels" in capsys.readouterr().out
+
+
+def test_predict_csv_without_a_checkpoint_uses_the_shipped_default(tmp_path, mnist_test, capsys):
+    unlabelled = write_csv(tmp_path / "test.csv", mnist_test.images[:50])
+    out = tmp_path / "submission.csv"
+    assert main(["predict", "--csv", str(unlabelled), "--out", str(out)]) == 0
+    predicted = np.array([int(line.split(",")[1]) for line in out.read_text().splitlines()[1:]])
+    assert (predicted == mnist_test.labels[:50].numpy()).mean() > 0.95
+
+
+def test_predict_on_a_folder_of_class_folders_says_how_to_measure_it(three_class_folder, capsys):
+    assert main(["predict", "fast", str(three_class_folder / "train")]) == 2
+    err = capsys.readouterr().err
+    assert "sub-folders are not searched" in err and "digitlab test CHECKPOINT --data" in err

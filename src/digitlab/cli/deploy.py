@@ -37,7 +37,7 @@ def add_predict(commands) -> None:
     parser.add_argument(
         "paths",
         type=Path,
-        nargs="+",
+        nargs="*",
         metavar="CHECKPOINT|IMAGE|FOLDER",
         help=f"checkpoints (run folders, .safetensors, shipped models; default {DEFAULT_MODEL}), then images",
     )
@@ -68,7 +68,7 @@ def split_checkpoints_and_images(
 ) -> tuple[list[Path], list[Path]]:
     """Checkpoints (run folders, .safetensors, .pth, shipped models' names) first; images and
     folders of images after. No checkpoint: the shipped `default` model."""
-    from digitlab.data.imagefolder import IMAGE_SUFFIXES, iter_image_files
+    from digitlab.data.imagefolder import iter_image_files
 
     checkpoints, images = [], []
     for path in paths:
@@ -80,7 +80,7 @@ def split_checkpoints_and_images(
             checkpoints.append(path)  # a shipped model's name
         elif path.is_dir():
             if next(iter_image_files(path), None) is None:
-                raise ConfigError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise ConfigError(no_images_message(path))
             images.append(path)
         elif not path.exists():
             raise ConfigError(f"{path}: no such file or folder")
@@ -93,6 +93,16 @@ def split_checkpoints_and_images(
     if need_images and not images:
         raise ConfigError("give at least one image or folder of images after the checkpoint")
     return checkpoints, images
+
+
+def no_images_message(folder: Path) -> str:
+    from digitlab.data.imagefolder import IMAGE_SUFFIXES, is_image_folder
+
+    suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+    message = f"{folder}: folder holds no images ({suffixes}); sub-folders are not searched"
+    if is_image_folder(folder):
+        message += f"; to measure a model on its class folders: digitlab test CHECKPOINT --data {folder}"
+    return message
 
 
 def each_image(sources: list[Path]) -> Iterator[Path]:

@@ -35,7 +35,7 @@ def timed_train(flags: list[str], out: Path, name: str) -> tuple[float, dict]:
         *flags,
     ]
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # stdout is the benchmark's JSON
     wall = time.perf_counter() - start
     return wall, json.loads((out / name / "result.json").read_text())
 

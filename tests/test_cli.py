@@ -43,7 +43,7 @@ def test_train_then_test_json(trained_run, capsys):
 
 @pytest.mark.slow
 def test_config_replays_a_run_exactly(trained_run, tmp_path, capsys):
-    code, _, _ = run_cli(
+    code, out, _ = run_cli(
         capsys,
         "train",
         "--config",
@@ -58,6 +58,7 @@ def test_config_replays_a_run_exactly(trained_run, tmp_path, capsys):
     replay = json.loads((tmp_path / "replay" / "result.json").read_text())
     original = json.loads((trained_run / "result.json").read_text())
     assert (replay["val"], replay["test"]) == (original["val"], original["test"])
+    assert out == f"{tmp_path / 'replay'}: test accuracy {replay['test']['accuracy'] * 100:.2f}%\n"  # --quiet
 
 
 def test_preset_values_and_flag_overrides(tmp_path, capsys):

@@ -52,11 +52,14 @@ def run_train(args: argparse.Namespace) -> int:
             values["report"] = str(html_path)
         print_json(values)
         return 0
-    if html_path and not args.quiet:
+    if args.quiet:  # one line: what a script needs to find the run and its figure
+        test = f"test accuracy {result.test.accuracy * 100:.2f}%" if result.test else "test not measured"
+        print(f"{result.run_dir}: {test}")
+        return 0
+    if html_path:
         print(f"report:     {html_path}")
-    if not args.quiet:
-        print(f"run folder: {result.run_dir}")
-        print(f"test it:    digitlab test {result.run_dir}")
+    print(f"run folder: {result.run_dir}")
+    print(f"test it:    digitlab test {result.run_dir}")
     return 0
 
 

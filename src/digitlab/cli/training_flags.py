@@ -70,7 +70,9 @@ def add_training_flags(parser: argparse.ArgumentParser, resume_what: str, lists:
                 help=text,
                 **optional,
             )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or epoch lines, only the results at the end"
+    )
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:

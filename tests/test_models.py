@@ -53,7 +53,7 @@ def test_every_model_maps_images_to_finite_logits_and_trains(name):
     assert logits.shape == (4, 10) and torch.isfinite(logits).all()
     logits.logsumexp(1).mean().backward()
     assert all(p.grad is not None for p in model.parameters())
-    assert model_description(name)
+    assert model_description(name).endswith(".")  # a whole sentence, not a docstring's first line
 
 
 @pytest.mark.parametrize("name", list_models())

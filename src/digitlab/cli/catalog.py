@@ -44,8 +44,10 @@ def run_models(args: argparse.Namespace) -> int:
         print_json({"architectures": architectures, "shipped": [c.to_dict() for c in model_cards().values()]})
         return 0
     print("architectures (digitlab train --model NAME):")
-    for name in list_models():
-        print(f"  {name:<10} {count_parameters(build_model(name)):>10,}  {model_description(name)}")
+    names = list_models()
+    width = max(map(len, names))
+    for name in names:
+        print(f"  {name:<{width}} {count_parameters(build_model(name)):>10,}  {model_description(name)}")
     print("shipped models (use the name as a checkpoint; `digitlab models NAME` shows the card):")
     cards = model_cards().values()
     width = max((len(card.name) for card in cards), default=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -28,9 +29,9 @@ def list_models() -> list[str]:
 
 
 def model_description(name: str) -> str:
-    """The first line of the model class's docstring."""
-    doc = _model_class(name).__doc__ or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The first paragraph of the model class's docstring, on one line."""
+    doc = inspect.cleandoc(_model_class(name).__doc__ or "")
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def _model_class(name: str) -> type[nn.Module]:

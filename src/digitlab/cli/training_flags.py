@@ -51,8 +51,8 @@ def add_training_flags(parser: argparse.ArgumentParser, resume_what: str, lists:
             continue
         bare = config_field.metadata.get("bare")  # the value of the flag given alone, if it may be
         optional = {"nargs": "?", "const": bare} if bare is not None else {}
+        text += f" ({' | '.join(choices)})" if choices else ""
         if lists:
-            text += f" ({' | '.join(choices)})" if choices else ""
             settings.add_argument(
                 flag,
                 dest=config_field.name,

@@ -176,6 +176,7 @@ def test_offline_message_names_the_files_and_the_command(tiny, tmp_path):
     message = str(err.value)
     assert "cannot connect" in message and all(name in message for name in NAMES.values())
     assert "--from DIR" in message
+    assert not (tmp_path / "cache" / "tiny").exists()  # no empty folder left behind
 
 
 def test_archive_members_are_extracted_after_the_archive_is_verified(tiny, tmp_path, mnist_test):

@@ -100,6 +100,7 @@ def fetch(
     if from_dir is None and (found := locate(spec)):
         return found
     folder = cache_folder(spec)
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if from_dir is not None:
@@ -109,6 +110,8 @@ def fetch(
             print(f"digitlab: downloading {name}{archive} into {folder} (once; verified)", file=sys.stderr)
             _download(spec, [*(mirrors or []), *spec.mirrors], folder, timeout, retries, progress)
     except DataError as err:
+        if created and not any(folder.iterdir()):  # nothing came, not even a part to resume
+            folder.rmdir()
         raise DataError(f"{name}: {err}\n{offline_help(spec)}") from None
     except OSError as err:
         raise DataError(f"{name}: cannot write the cache folder {folder} ({err.strerror or err})") from None

@@ -142,7 +142,12 @@ def add_audit(commands) -> None:
         "confident learning (cleanlab) on the checkpoints' predictions. Training images are scored "
         "out-of-fold: only by checkpoints whose validation split held them out.",
     )
-    parser.add_argument("checkpoints", type=Path, nargs="+", help="run folders or best.safetensors files")
+    parser.add_argument(
+        "checkpoints",
+        type=Path,
+        nargs="+",
+        help="run folders, .safetensors files or shipped models (several are ensembled)",
+    )
     parser.add_argument("--split", choices=("test", "train"), default="test", help="which images to audit")
     parser.add_argument(
         "--data", help="data set of the test split (default: the one the checkpoint was trained on)"

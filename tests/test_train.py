@@ -26,6 +26,8 @@ def test_short_real_training_reaches_accuracy(tmp_path):
     assert meta["val"] == json.loads((run / "result.json").read_text())["val"]
     assert {"digitlab", "torch"} <= set(meta["versions"])
     assert (run / "train.log").read_text().count("epoch") >= 2
+    temperature = meta["calibration"]["temperature"]  # the test loss is said to be the calibrated one's
+    assert f"calibrated, temperature {temperature:.2f})" in (run / "train.log").read_text()
     assert json.loads((run / "config.json").read_text())["train_limit"] == 3000
 
 

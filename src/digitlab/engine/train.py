@@ -90,6 +90,11 @@ def check_split_sizes(config: TrainConfig, train: int, val: int) -> None:
         )
 
 
+def calibrated(calibration: dict | None) -> str:
+    """What the test loss was measured at: the temperature fitted on validation, if there was one."""
+    return f" calibrated, temperature {calibration['temperature']:.2f}" if calibration else ""
+
+
 def extend_epochs(config: TrainConfig, epochs: int | None, run: Run) -> TrainConfig:
     """The resumed run's config, with more epochs when `epochs` asks for them."""
     if epochs is None or epochs == config.epochs:
@@ -402,7 +407,8 @@ class Trainer:
             if test:
                 self.echo(
                     f"test accuracy {test.accuracy * 100:.2f}%  ({test.errors} errors of {test.n}, "
-                    f"loss {test.loss:.4f}) with the best epoch {self.best_epoch}"
+                    f"loss {test.loss:.4f}{calibrated(best.meta.calibration)}) with the best epoch "
+                    f"{self.best_epoch}"
                 )
             else:
                 self.echo(

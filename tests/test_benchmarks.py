@@ -106,3 +106,14 @@ def test_eval_batch_times_each_size_and_names_the_fastest(monkeypatch, capsys):
     summary = rows[2]
     assert summary["fastest_batch"] in (50, EVAL_BATCH_SIZE)
     assert summary[f"default_{EVAL_BATCH_SIZE}_vs_fastest"] >= 1.0  # 1.0 where the default is the fastest
+
+
+def test_multi_digit_reads_written_numbers(monkeypatch, capsys):
+    module = load_benchmark("multi_digit", monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["multi_digit.py", "--count", "12", "--model", "fast"])
+    module.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["set"] for r in rows] == ["upright", "slanted"]
+    for row in rows:
+        assert row["numbers"] == 12 and 0.5 <= row["fully_right"] <= row["right_digit_count"] <= 1
+        assert 0.5 < row["ceiling"] <= 1 and row["ms_per_number"] > 0

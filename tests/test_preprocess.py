@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from digitlab.analysis.realworld import written_number
 from digitlab.errors import DataError
 from digitlab.imaging import preprocess
 from digitlab.imaging.preprocess import open_image, split_digits, stroke_width, to_mnist
@@ -106,6 +107,79 @@ def test_several_digits_left_to_right(mnist_test):
     assert len(digits) == 3
     for out, index in zip(digits, (0, 1, 2), strict=True):
         assert similarity(out, mnist_test.images[index].numpy()) > 0.85
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Predictor:
+    return Predictor.pretrained("default")
+
+
+def number_of(mnist_test, indices, gap: int, slant: float = 0.0) -> Image.Image:
+    digits = [mnist_test.images[i].numpy() for i in indices]
+    return written_number(digits, [gap] * (len(digits) - 1), slant)
+
+
+def test_slanted_digits_whose_columns_overlap_are_split(mnist_test, shipped):
+    paper = number_of(mnist_test, (4, 1), gap=2, slant=0.45)  # an italic 4 and 2
+    columns = np.flatnonzero((np.asarray(paper) < 128).any(0))
+    assert len(columns) == columns[-1] - columns[0] + 1  # no blank column between them
+    assert len(split_digits(paper)) == 2
+    assert "".join(p.label for p in shipped.predict_number(paper)) == "42"
+
+
+# Debian's fonts-liberation and fonts-dejavu-extra, which .ci/run installs
+ITALIC_FONTS = ["liberation/LiberationSans-BoldItalic.ttf", "dejavu/DejaVuSans-BoldOblique.ttf"]
+
+
+@pytest.mark.parametrize("font", ITALIC_FONTS)
+def test_italic_printed_number(font, shipped):
+    from PIL import ImageDraw, ImageFont
+
+    path = f"/usr/share/fonts/truetype/{font}"
+    assert os.path.exists(path), f"{path} missing: apt-get install fonts-liberation fonts-dejavu-extra"
+    paper = Image.new("L", (300, 150), 255)
+    face = ImageFont.truetype(path, 110)
+    ImageDraw.Draw(paper).text((20, 10), "42", font=face, fill=0)
+    assert "".join(p.label for p in shipped.predict_number(paper)) == "42"
+
+
+@pytest.mark.parametrize("index, cut", [(4, 18), (15, 10), (8, 9), (2, 12)])  # a 4, two 5s, a 1
+def test_a_digit_broken_in_two_strokes_is_one_part(mnist_test, shipped, index, cut):
+    digit = mnist_test.images[index].numpy().copy()
+    digit[cut : cut + 2] = 0  # a pen break: two blank rows across the digit
+    paper = Image.fromarray(255 - digit).resize((112, 112), Image.Resampling.BILINEAR)
+    assert ndimage.label(np.asarray(paper) < 128, structure=np.ones((3, 3)))[1] >= 2
+    parts = split_digits(paper)
+    assert len(parts) == 1
+    assert shipped.predict_mnist(parts[0])[0].label == str(int(mnist_test.labels[index]))
+
+
+def draw_four(draw) -> None:
+    draw.line([(70, 20), (30, 140), (170, 140)], fill=0, width=14)  # the open angle and the bar
+    draw.line([(130, 50), (130, 120)], fill=0, width=14)  # the stem, the pen lifted over the bar
+    draw.line([(130, 160), (130, 225)], fill=0, width=14)
+
+
+def draw_five(draw) -> None:
+    draw.line([(75, 22), (165, 22)], fill=0, width=14)  # the top bar, apart from the body
+    draw.line([(60, 42), (52, 115)], fill=0, width=14)
+    draw.arc([(40, 85), (170, 220)], start=-150, end=140, fill=0, width=14)
+
+
+@pytest.mark.parametrize("draw_digit, label, strokes", [(draw_four, "4", 3), (draw_five, "5", 2)])
+def test_a_digit_drawn_in_separate_strokes_is_one_part(shipped, draw_digit, label, strokes):
+    from PIL import ImageDraw
+
+    paper = Image.new("L", (200, 240), 255)
+    draw_digit(ImageDraw.Draw(paper))
+    assert ndimage.label(np.asarray(paper) < 128, structure=np.ones((3, 3)))[1] == strokes
+    parts = split_digits(paper)
+    assert len(parts) == 1 and shipped.predict_mnist(parts[0])[0].label == label
+
+
+def test_a_number_with_normal_spacing_reads_left_to_right(mnist_test, shipped):
+    paper = number_of(mnist_test, (18, 61, 3), gap=6)  # 3, 8, 0
+    assert "".join(p.label for p in shipped.predict_number(paper)) == "380"
 
 
 def test_broken_and_foreign_files_name_the_file(tmp_path, digit):

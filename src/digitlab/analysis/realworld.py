@@ -285,3 +285,45 @@ def score_predictor(predictor, eval_set: EvalSet) -> dict:
     predicted = np.array([predictor.classes.index(r.label) for r in readings])
     accepted = np.array([r.verdict == "digit" for r in readings])
     return score(predicted, accepted, found, eval_set.labels)
+
+
+# --- written numbers: several digits in one image, for `predict --multi` -------------------
+def written_number(
+    digits: list[np.ndarray], gaps: list[int], slant: float = 0.0, scale: int = 4
+) -> Image.Image:
+    """MNIST digits (28x28 uint8, white ink) side by side, `gaps[i]` pixels between the ink of
+    digit i and i + 1, dark on white paper, leaning right by `slant` columns per row (left if
+    negative), scaled `scale` times."""
+    pieces = []
+    for digit, gap in zip(digits, [*gaps, 0], strict=True):
+        columns = np.flatnonzero(digit.max(0))
+        pieces += [digit[:, columns[0] : columns[-1] + 1], np.zeros((28, gap), np.uint8)]
+    margin = 4 + math.ceil(abs(slant) * 28)
+    paper = Image.fromarray(255 - np.pad(np.hstack(pieces), ((4, 4), (margin, margin))))
+    shear = (1, slant, -slant * paper.height / 2, 0, 1, 0)
+    paper = paper.transform(
+        paper.size, Image.Transform.AFFINE, shear, Image.Resampling.BILINEAR, fillcolor=255
+    )
+    return paper.resize((paper.width * scale, paper.height * scale), Image.Resampling.BILINEAR)
+
+
+@dataclass
+class WrittenNumber:
+    image: bytes  # a PNG file
+    text: str  # the number it shows
+    index: np.ndarray  # its digits' places in the MNIST test split
+
+
+def written_numbers(mnist_test, count: int, seed: int, slanted: bool) -> list[WrittenNumber]:
+    """`count` numbers of 2-4 MNIST test digits, 0-4 pixels apart, upright or slanted by
+    0.15-0.5 columns per row (mostly to the right)."""
+    rng = np.random.default_rng(seed)
+    numbers = []
+    for _ in range(count):
+        index = rng.integers(0, len(mnist_test), rng.integers(2, 5))
+        slant = rng.uniform(0.15, 0.5) * rng.choice([1, 1, -1]) if slanted else 0.0
+        digits = [mnist_test.images[int(i)].numpy() for i in index]
+        image = written_number(digits, list(rng.integers(0, 5, len(index) - 1)), slant, scale=3)
+        text = "".join(str(int(mnist_test.labels[int(i)])) for i in index)
+        numbers.append(WrittenNumber(encode(image), text, index))
+    return numbers

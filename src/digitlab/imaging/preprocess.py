@@ -32,6 +32,11 @@ MIN_INK = 0.15  # ink fainter than this is background
 MIN_CONTRAST = 0.2  # strongest ink over the background: blank photos of paper stay below 0.15
 FLATTEN_FROM = 160  # images whose shorter side reaches this many pixels get their background flattened
 MNIST_STROKE = 2.6  # median stroke width of MNIST test digits (28x28), in pixels
+# split_digits: strokes are traced where ink reaches STROKE_CORE of its patch's strongest, so that
+# the faint edges of digits that nearly touch do not join them
+STROKE_CORE = 0.5
+SHORT_STROKE = 0.5  # a stroke shorter than this part of the line's height is a piece of a character
+MIN_PART = 0.1  # a character with less ink than this part of the largest one's is a speck, dot or dash
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
 
@@ -244,24 +249,84 @@ def to_mnist(source: ImageSource, name: str = "image") -> np.ndarray:
 
 
 def split_digits(source: ImageSource, name: str = "image") -> list[np.ndarray]:
-    """An image of several digits (a written number) -> one 28x28 digit each, left to right."""
+    """An image of several digits (a written number) -> one 28x28 digit each, left to right:
+    the ink split into connected strokes, the strokes of one character joined again."""
     ink = clean_ink(ink_map(working_size(open_image(source, name))), name)
-    # join the broken strokes of one character vertically, then group by column spans
-    joined = ndimage.binary_dilation(ink > 0, structure=np.ones((max(3, ink.shape[0] // 8), 1)))
-    columns = joined.any(0)
-    spans, start = [], None
-    for i, filled in enumerate(np.append(columns, False)):
-        if filled and start is None:
-            start = i
-        elif not filled and start is not None:
-            spans.append((start, i))
-            start = None
-    digits = []
-    for begin, end in spans:
-        part = np.zeros_like(ink)
-        part[:, begin:end] = ink[:, begin:end]
-        if part.max() > 0 and (part > 0).sum() >= 3:
-            digits.append(fit_to_mnist(part))
+    labels, count = _strokes(ink)
+    characters = _characters(labels, count)
+    digits = [fit_to_mnist(np.where(np.isin(labels, strokes), ink, 0)) for strokes in characters]
     if not digits:
         raise NoDigitFound(f"{name}: no digit found")
     return digits
+
+
+def _strokes(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """The connected strokes (8-connected) of cleaned ink, as labels 1..count, traced through
+    their cores (see STROKE_CORE); each fainter pixel goes to the nearest core."""
+    eight = np.ones((3, 3), bool)
+    patches, count = ndimage.label(ink > 0, structure=eight)
+    brightest = np.zeros(count + 1)
+    np.maximum.at(brightest, patches, ink)
+    cores, count = ndimage.label(ink > STROKE_CORE * brightest[patches], structure=eight)
+    _, (rows, cols) = ndimage.distance_transform_edt(cores == 0, return_indices=True)
+    return np.where(ink > 0, cores[rows, cols], 0), count
+
+
+def _characters(labels: np.ndarray, count: int) -> list[np.ndarray]:
+    """The labels of each character's strokes, left to right; characters with far less ink than
+    the largest are specks, dots or dashes."""
+    rows, cols = np.nonzero(labels)
+    stroke = labels[rows, cols] - 1
+    cols = cols - _slant(rows, cols, stroke) * rows
+    left, right = np.full(count, np.inf), np.full(count, -np.inf)
+    np.minimum.at(left, stroke, cols)
+    np.maximum.at(right, stroke, cols + 1)
+    sizes = np.bincount(stroke, minlength=count)
+    heights = np.array([box[0].stop - box[0].start for box in ndimage.find_objects(labels)])
+    spans = list(zip(left, right, strict=True))
+    characters = _join_strokes(spans, heights < SHORT_STROKE * (rows.max() + 1 - rows.min()), sizes)
+    ink = [sizes[strokes].sum() for strokes in characters]
+    kept = [strokes for strokes, n in zip(characters, ink, strict=True) if n >= max(3, MIN_PART * max(ink))]
+    centres = np.bincount(stroke, cols, count) / sizes
+    kept.sort(key=lambda strokes: np.average(centres[strokes], weights=sizes[strokes]))
+    return [np.array(strokes) + 1 for strokes in kept]
+
+
+def _join_strokes(spans: list[tuple[float, float]], short: np.ndarray, sizes: np.ndarray) -> list[list[int]]:
+    """Strokes (their column spans, whether short, their sizes) grouped into characters. Largest
+    first, a stroke joins the character whose columns it overlaps most: a short stroke (a detached
+    bar, a piece of a broken line) at any overlap, a tall one when it lies mostly within them (the
+    two strokes of a 4); else it starts a character."""
+    characters: list[list[int]] = []
+    character_spans: list[tuple[float, float]] = []
+    for i in np.argsort(-sizes, kind="stable"):
+        overlaps = [_overlap(spans[i], span) for span in character_spans]
+        best = int(np.argmax(overlaps)) if overlaps else None
+        if best is not None and _joins(spans[i], character_spans[best], short[i]):
+            characters[best].append(i)
+            (start, end), (left, right) = character_spans[best], spans[i]
+            character_spans[best] = (min(start, left), max(end, right))
+        else:
+            characters.append([i])
+            character_spans.append(spans[i])
+    return characters
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return min(a[1], b[1]) - max(a[0], b[0])
+
+
+def _joins(stroke: tuple[float, float], character: tuple[float, float], short: bool) -> bool:
+    """Whether a stroke spanning these columns belongs to a character spanning those."""
+    narrower = min(stroke[1] - stroke[0], character[1] - character[0])
+    return _overlap(stroke, character) > (0 if short else narrower / 2)
+
+
+def _slant(rows: np.ndarray, cols: np.ndarray, stroke: np.ndarray) -> float:
+    """The writing's slant, in columns per row, from the ink pixels' rows, columns and strokes:
+    the slope of column over row (as MNIST's deskewing measures it) within each stroke, pooled,
+    so that a line of writing that rises does not count."""
+    sizes = np.bincount(stroke)
+    rows = rows - (np.bincount(stroke, rows) / np.maximum(sizes, 1))[stroke]
+    cols = cols - (np.bincount(stroke, cols) / np.maximum(sizes, 1))[stroke]
+    return float(np.clip((rows * cols).sum() / max((rows * rows).sum(), 1e-9), -1, 1))

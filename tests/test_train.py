@@ -236,7 +236,7 @@ def test_runs_of_one_split_seed_hold_out_the_same_images_whatever_their_seed(tmp
             train(quick_config(tmp_path, epochs=1, train_limit=600, test_at_end=False, **seeds), quiet=True)
             for seeds in runs_seeds
         ]
-        _, covered = held_out_predictions([load_checkpoint(r.run_dir / "best.safetensors") for r in runs])
+        _, covered, _ = held_out_predictions([load_checkpoint(r.run_dir / "best.safetensors") for r in runs])
         return covered
 
     shared = held_out({"seed": 1, "split_seed": 7}, {"seed": 2, "split_seed": 7})

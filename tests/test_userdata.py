@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import quick_config
 from digitlab import train
+from digitlab.analysis.audit import audit_labels
 from digitlab.cli import main
 from digitlab.data import load_dataset
 from digitlab.engine.checkpoint import load_checkpoint
@@ -107,6 +108,24 @@ def test_image_folder_trains_a_model_sized_by_its_classes(tmp_path, three_class_
     assert checkpoint.model.network.classifier[-1].out_features == 3
     image = next((three_class_folder / "test" / "seven").iterdir())
     assert main(["predict", str(result.run_dir), str(image)]) == 0
+    audit = audit_labels([checkpoint], data=str(three_class_folder), top=5)
+    test = load_dataset(three_class_folder, "test")
+    assert [row["file"] for row in audit.rows] == [test.files[row["index"]] for row in audit.rows]
+    assert all(Path(row["file"]).parent.name == row["given"] for row in audit.rows)  # its class folder
+
+
+def test_images_read_from_files_keep_their_file_through_splits(three_class_folder):
+    data = load_dataset(three_class_folder, "train")
+    assert len(data.files) == len(data) and all(
+        Path(f).parent.name == data.classes[y] for f, y in zip(data.files, data.labels.tolist(), strict=True)
+    )
+    train_part, val_part = data.split(0.25, seed=3)
+    for part in (train_part, val_part, data.subset(slice(10, 20)), data.to("cpu")):
+        assert len(part.files) == len(part)
+        assert {f: y for f, y in zip(part.files, part.labels.tolist(), strict=True)}.items() <= dict(
+            zip(data.files, data.labels.tolist(), strict=True)
+        ).items()
+    assert load_dataset("mnist", "test").files is None  # idx files: no file per image
 
 
 def test_image_folder_without_splits_holds_out_a_seventh(tmp_path, three_class_folder):

@@ -32,8 +32,9 @@ class AuditResult:
     images: np.ndarray  # (len(rows), 28, 28) the images of the rows, for the grid
 
 
-def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np.ndarray]:
-    """Out-of-fold predictions for the training images some checkpoint held out; and their indices."""
+def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np.ndarray, list[str] | None]:
+    """Out-of-fold predictions for the training images some checkpoint held out; their indices;
+    their files, where the images were read from files of their own."""
     configs = [checkpoint.meta.config for checkpoint in checkpoints]
     for checkpoint, config in zip(checkpoints, configs, strict=True):
         if not config.get("val_split"):
@@ -51,7 +52,8 @@ def held_out_predictions(checkpoints: list[Checkpoint]) -> tuple[Predictions, np
     covered = np.flatnonzero(count)
     subset = full.subset(covered)
     probabilities = total[covered] / count[covered, None]
-    return Predictions(probabilities, subset.labels.numpy(), subset.images.numpy(), full.classes), covered
+    predictions = Predictions(probabilities, subset.labels.numpy(), subset.images.numpy(), full.classes)
+    return predictions, covered, subset.files
 
 
 def audit_labels(
@@ -66,10 +68,10 @@ def audit_labels(
     from cleanlab.rank import get_label_quality_scores
 
     if split == "test":
-        predictions = predict(checkpoints, load_dataset(data, "test"))
-        index = np.arange(len(predictions.labels))
+        test = load_dataset(data, "test")
+        predictions, index, files = predict(checkpoints, test), np.arange(len(test)), test.files
     elif split == "train":
-        predictions, index = held_out_predictions(checkpoints)
+        predictions, index, files = held_out_predictions(checkpoints)
     else:
         raise DigitlabError(f"unknown split {split!r}; expected test or train")
     probs, labels = predictions.probabilities, predictions.labels
@@ -86,6 +88,7 @@ def audit_labels(
             "p_given": round(float(probs[i, labels[i]]), 6),
             "p_suggested": round(float(probs[i].max()), 6),
             "flagged": bool(flagged[i]),
+            "file": files[i] if files else "",
         }
         for i in order
     ]
@@ -96,7 +99,17 @@ def write_audit(result: AuditResult, folder: Path, split: str, grid_size: int = 
     """CSV of every suspected issue and a grid of the most likely ones (given vs suggested)."""
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
-    fields = ["split", "index", "given", "suggested", "label_quality", "p_given", "p_suggested", "flagged"]
+    fields = [
+        "split",
+        "index",
+        "given",
+        "suggested",
+        "label_quality",
+        "p_given",
+        "p_suggested",
+        "flagged",
+        "file",
+    ]
     writer = csv.DictWriter(buffer, fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(result.rows)

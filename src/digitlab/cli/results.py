@@ -197,9 +197,10 @@ def run_audit(args: argparse.Namespace) -> int:
     )
     for row in result.rows[: args.top_k]:
         flag = "  flagged" if row["flagged"] else ""
+        file = f"  {row['file']}" if row["file"] else ""
         print(
             f"  {args.split} #{row['index']:<6} given {row['given']}  suggested {row['suggested']}  "
-            f"p(given) {row['p_given']:.3f}{flag}"
+            f"p(given) {row['p_given']:.3f}{flag}{file}"
         )
     csv_path, grid_path = write_audit(result, args.out, args.split, args.top_k)
     print(f"wrote {csv_path} and {grid_path}")

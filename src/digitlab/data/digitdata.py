@@ -23,6 +23,10 @@ class DigitData:
     labels: torch.Tensor
     classes: list[str] = field(default_factory=lambda: list(DIGIT_CLASSES))
     name: str = "data"
+    files: list[str] | None = None  # the file each image was read from, where each has its own
+
+    def _with(self, images: torch.Tensor, labels: torch.Tensor, files: list[str] | None) -> DigitData:
+        return DigitData(images, labels, self.classes, self.name, files)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -32,7 +36,7 @@ class DigitData:
         return self.images.device
 
     def to(self, device: str | torch.device) -> DigitData:
-        return DigitData(self.images.to(device), self.labels.to(device), self.classes, self.name)
+        return self._with(self.images.to(device), self.labels.to(device), self.files)
 
     def with_extra_class(self, images: torch.Tensor, class_name: str) -> DigitData:
         """This data plus `images` (N, 28, 28) uint8 labelled as one more class, `class_name`."""
@@ -42,10 +46,12 @@ class DigitData:
             torch.cat([self.labels, extra]),
             [*self.classes, class_name],
             self.name,
+            self.files and [*self.files, *[""] * len(images)],
         )
 
     def subset(self, index: torch.Tensor | slice) -> DigitData:
-        return DigitData(self.images[index], self.labels[index], self.classes, self.name)
+        files = self.files and [self.files[i] for i in torch.arange(len(self))[index].tolist()]
+        return self._with(self.images[index], self.labels[index], files)
 
     def split(self, val_fraction: float, seed: int) -> tuple[DigitData, DigitData]:
         """Random (seeded) split into (train, validation); `val_fraction` of 0 gives an empty one."""

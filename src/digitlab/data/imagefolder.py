@@ -61,8 +61,9 @@ def is_image_folder(folder: Path) -> bool:
 
 def read_image_folder(
     folder: Path, classes: list[str] | None = None, progress: bool | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(uint8 images (N, 28, 28), int64 labels (N,), class names) from `folder/<class>/*`.
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """(uint8 images (N, 28, 28), int64 labels (N,), class names, the N files) from
+    `folder/<class>/*`.
 
     `classes` fixes the class order (a test folder must use the training folder's).
     """
@@ -83,4 +84,4 @@ def read_image_folder(
     for i, (path, _) in enumerate(tqdm(files, desc=f"reading {folder}", disable=not progress, leave=False)):
         images[i] = to_mnist(path, str(path))  # raises DataError naming the file
     labels = np.array([label for _, label in files], np.int64)
-    return images, labels, list(classes)
+    return images, labels, list(classes), [str(path) for path, _ in files]

@@ -124,8 +124,10 @@ def _from_csv(path: str, stamp: tuple | None) -> DigitData:
 def _from_image_folder(folder: str, stamp: tuple | None, classes: tuple | None = None) -> DigitData:
     if stamp is None:
         raise DataError(f"{folder}: folder not found (a train/ folder needs a test/ folder beside it)")
-    images, labels, names = read_image_folder(Path(folder), list(classes) if classes else None)
-    return _checked(torch.from_numpy(images), torch.from_numpy(labels), folder, folder, folder, names)
+    images, labels, names, files = read_image_folder(Path(folder), list(classes) if classes else None)
+    return _checked(
+        torch.from_numpy(images), torch.from_numpy(labels), folder, folder, folder, names, files=files
+    )
 
 
 def _from_catalog(spec: DatasetSpec, split: str) -> DigitData:
@@ -249,7 +251,14 @@ def _as_uint8(images: torch.Tensor, path: Path) -> torch.Tensor:
 
 
 def _checked(
-    images, labels, image_path, label_path, name: str, classes=DIGIT_CLASSES, item=lambda i: f"item {i}"
+    images,
+    labels,
+    image_path,
+    label_path,
+    name: str,
+    classes=DIGIT_CLASSES,
+    item=lambda i: f"item {i}",
+    files: list[str] | None = None,
 ) -> DigitData:
     if len(images) != len(labels):
         raise DataError(f"{label_path}: {len(labels)} labels but {image_path} holds {len(images)} images")
@@ -260,7 +269,7 @@ def _checked(
             f"{label_path}, {item(bad[0].item())}: label {labels[bad[0]].item()} is out of range; "
             f"expected 0-{len(classes) - 1} ({len(bad)} such labels)"
         )
-    return DigitData(images.contiguous(), labels, list(classes), name=name)
+    return DigitData(images.contiguous(), labels, list(classes), name, files)
 
 
 def verify_shipped() -> list[tuple[str, bool]]:

@@ -84,11 +84,11 @@ def app_from_environment():
 def check_address(host: str, port: int) -> None:
     """Fail with one clear error, before any model is loaded, if `host:port` cannot be listened on
     (a name that does not resolve, an address not on this machine, a port already taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
     try:
-        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, protocol) as probe:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind(address)
+            probe.bind((host, port))
     except OSError as err:  # socket.gaierror too
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 

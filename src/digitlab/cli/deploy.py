@@ -309,7 +309,8 @@ def run_serve(args: argparse.Namespace) -> int:
     checkpoints = [str(path) for path in args.checkpoints] or [DEFAULT_MODEL]
 
     def announce() -> None:
-        url = f"http://{args.host}:{args.port}/"
+        host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+        url = f"http://{host}:{args.port}/"
         print(f"digitlab: serving on {url}  (API docs at /docs; Ctrl-C stops)", flush=True)
 
     serve(checkpoints, args.tta, args.host, args.port, args.workers, batching, on_ready=announce)

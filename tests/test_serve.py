@@ -124,6 +124,7 @@ def test_the_model_served_is_named(client, trained_checkpoint, second_checkpoint
         (dict(json={"images": ["aGk="] * 5}), 413, "at most 4"),
         (dict(params={"multi": "1"}, files={"file": ("w.png", BLANK, "image/png")}), 422, "no digit found"),
         (dict(json={"image": "aGk=", "multi": "yes"}), 422, '"multi" must be true or false'),
+        (dict(params={"multi": "banana"}, json={"image": "aGk="}), 422, '"multi" must be true or false'),
     ],
 )
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(

@@ -478,3 +478,34 @@ def test_workers_stop_when_their_parent_is_killed(trained_checkpoint, tmp_path):
         for pid in workers:
             if running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_requests_beyond_max_pending_get_503_not_a_reset(trained_checkpoint, tmp_path, mnist_test):
+    """With one worker busy, the requests over --max-pending are answered 503: the server reads
+    their small bodies first, since closing on a body still arriving resets the connection."""
+    import asyncio
+
+    png = io.BytesIO()
+    Image.fromarray(seven_on_paper(mnist_test, 280)).save(png, format="PNG")
+    server = Server(trained_checkpoint, tmp_path, "--workers", "1")
+
+    async def burst(count: int) -> list:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
+
+            async def one():
+                try:
+                    answer = await client.post(
+                        f"{server.url}/api/predict", files={"file": ("d.png", png.getvalue(), "image/png")}
+                    )
+                    return answer.status_code, answer.headers.get("retry-after")
+                except httpx.HTTPError as err:
+                    return type(err).__name__
+
+            return await asyncio.gather(*[one() for _ in range(count)])
+
+    try:
+        answers = asyncio.run(burst(120))
+    finally:
+        server.stop_now()
+    assert set(answers) <= {(200, None), (503, "1")}, sorted(map(str, set(answers)))
+    assert answers.count((200, None)) >= 64 and (503, "1") in answers  # the default --max-pending: 64

@@ -33,7 +33,7 @@ from digitlab.inference import Prediction, Predictor
 from digitlab.models import count_parameters
 from digitlab.serve import metrics
 from digitlab.serve.batching import MicroBatcher, Overloaded
-from digitlab.serve.requests import Limits, RequestError, read_images
+from digitlab.serve.requests import Limits, RequestError, drain, read_images
 from digitlab.serve.settings import Batching
 
 log = logging.getLogger("digitlab.serve")
@@ -251,6 +251,7 @@ class Service:
         """Admit a request of `kind` (503 beyond max_pending of that kind in progress), read its
         images and answer `{kind: await work(images, multi), "milliseconds": ...}`."""
         if self.in_progress[kind] >= self.batching.max_pending:
+            await drain(request, self.limits.max_bytes)
             raise RequestError(
                 503, f"the server is busy ({self.in_progress[kind]} requests in progress); try again"
             )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from PIL import Image, UnidentifiedImageError
+from starlette.requests import ClientDisconnect
 
 from digitlab.imaging.preprocess import FORMATS, MAX_PIXELS
 
@@ -60,6 +61,27 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     body = b"".join(chunks)
     request._body = body  # starlette's form parser reads the cached body instead of the spent stream
     return body
+
+
+async def drain(request: Request, max_bytes: int) -> None:
+    """Read and drop a body of at most `max_bytes` (by its Content-Length) before an answer that
+    needs none of it: a connection closed with its body unread is reset, and the client then sees
+    the reset instead of the answer. A longer body is left unread: closing is cheaper."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= max_bytes:
+        try:
+            async for _ in request.stream():
+                pass
+        except ClientDisconnect:
+            pass
+
+
+def multi_flag(request: Request) -> bool:
+    """`?multi=`: read each image as a number."""
+    value = request.query_params.get("multi", "").lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise RequestError(422, f'"multi" must be true or false, got {value!r}')
+    return value in ("1", "true", "yes")
 
 
 def decode_base64_image(text: object, index: int) -> bytes:
@@ -126,9 +148,10 @@ def check_pixels(images: list[tuple[str, bytes]], limits: Limits) -> None:
 async def read_images(request: Request, limits: Limits) -> tuple[list[tuple[str, bytes]], bool]:
     """(name, bytes) of every image in a multipart upload or a JSON body, and whether each is to be
     read as a number: `?multi=1`, or `"multi": true` in the JSON."""
-    multi = request.query_params.get("multi", "").lower() in ("1", "true", "yes")
+    multi = multi_flag(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("multipart/form-data", "application/json"):
+        await drain(request, limits.max_bytes)
         raise RequestError(
             415,
             f"unsupported content type {kind or '(none)'!r}: send multipart/form-data "

@@ -65,9 +65,10 @@ def sweep_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for label, rows in curves.items():
         epochs = [r["epoch"] for r in rows]
-        line = axes[0].plot(epochs, _values(rows, "val_loss"), label=label)[0]
-        axes[0].plot(epochs, _values(rows, "train_loss"), ls=":", color=line.get_color())
-        axes[1].plot(epochs, _values(rows, "val_acc"), label=label, color=line.get_color())
+        # markers: a one-epoch run is a single point, which a bare line would not draw
+        line = axes[0].plot(epochs, _values(rows, "val_loss"), "o-", ms=4, label=label)[0]
+        axes[0].plot(epochs, _values(rows, "train_loss"), "o:", ms=3, color=line.get_color())
+        axes[1].plot(epochs, _values(rows, "val_acc"), "o-", ms=4, label=label, color=line.get_color())
     axes[0].set(ylabel="loss (solid: validation, dotted: train)", title="loss")
     axes[1].set(ylabel="validation accuracy", title="validation accuracy")
     longest = max((len(rows) for rows in curves.values()), default=0)

@@ -38,6 +38,15 @@ def test_csv_train_and_held_out_test_split(tmp_path, mnist_test):
     assert sorted(map(tuple, together.tolist())) == sorted(map(tuple, original.tolist()))
 
 
+def test_a_suggested_command_quotes_a_path_with_a_space(tmp_path):
+    path = tmp_path / "my data" / "test.csv"
+    path.parent.mkdir()
+    path.write_text(HEADER.removeprefix("label,") + "\n" + ",".join(["0"] * 784) + "\n")
+    with pytest.raises(DataError, match="no label column") as err:
+        load_dataset(path, "train")
+    assert str(err.value).endswith(f"digitlab predict CHECKPOINT --csv '{path}'")
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -55,6 +64,7 @@ def test_csv_train_and_held_out_test_split(tmp_path, mnist_test):
         ),
         (HEADER + "\n", "no rows"),
         (HEADER.removeprefix("label,") + "\n" + ",".join(["0"] * 784) + "\n", "no label column"),
+        ("1," + ",".join(["0"] * 784) + "\n", "the first line holds numbers, not a header"),
     ],
     ids=[
         "empty",
@@ -65,6 +75,7 @@ def test_csv_train_and_held_out_test_split(tmp_path, mnist_test):
         "label-range",
         "no-rows",
         "unlabelled",
+        "no-header",
     ],
 )
 def test_bad_csv_files_name_file_and_line(tmp_path, content, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from shlex import quote
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def write_report(
         if best:
             doc.paragraph(
                 "This run was trained with --no-test: the test set stays unseen, so the report "
-                f"analyses none of its images. `digitlab test {run.path}` measures it once."
+                f"analyses none of its images. `digitlab test {quote(str(run.path))}` measures it once."
             )
         else:
             doc.warning("No best checkpoint yet: no error analysis.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from shlex import quote
 
 from digitlab.cli.output import add_json_flag, print_json, step_progress
 from digitlab.cli.training_flags import (
@@ -59,7 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
     if html_path:
         print(f"report:     {html_path}")
     print(f"run folder: {result.run_dir}")
-    print(f"test it:    digitlab test {result.run_dir}")
+    print(f"test it:    digitlab test {quote(str(result.run_dir))}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from shlex import quote
 
 from digitlab.cli.output import add_json_flag, print_json
 from digitlab.cli.training_flags import add_training_flags, flag_fields, train_config_from_args
@@ -72,7 +73,7 @@ def run_tune(args: argparse.Namespace) -> int:
     print(trials_table(result.rows), end="")
     print(f"tune folder: {folder} (trials.csv, trial-NNN run folders)")
     if result.best_config:
-        print(f"replay the best: digitlab train --config {result.best_config}")
+        print(f"replay the best: digitlab train --config {quote(str(result.best_config))}")
     return 0
 
 

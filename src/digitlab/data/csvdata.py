@@ -30,6 +30,11 @@ def read_csv_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"{path}: not a readable CSV file ({err})") from None
     if not header:
         raise DataError(f"{path}: empty file; expected a header line label,pixel0,...,pixel783")
+    if all(field.strip().isdigit() for field in header):
+        raise DataError(
+            f"{path}: the first line holds numbers, not a header; add one: label,pixel0,...,pixel783 "
+            "(or pixel0,...,pixel783 for images without labels)"
+        )
     labelled = header[0].strip().lower() == "label"
     columns = PIXELS + labelled
     if len(header) != columns:

@@ -11,6 +11,7 @@ import functools
 import zipfile
 from importlib import resources
 from pathlib import Path
+from shlex import quote
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ def _from_csv(path: str, stamp: tuple | None) -> DigitData:
     if labels is None:
         raise DataError(
             f"{path}: no label column, so it cannot be trained or tested on; "
-            "predict it with: digitlab predict CHECKPOINT --csv " + path
+            "predict it with: digitlab predict CHECKPOINT --csv " + quote(path)
         )
     return _checked(
         torch.from_numpy(images), torch.from_numpy(labels), path, path, path, item=lambda i: f"line {i + 2}"

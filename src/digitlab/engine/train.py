@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from shlex import quote
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +108,7 @@ def extend_epochs(config: TrainConfig, epochs: int | None, run: Run) -> TrainCon
         raise ConfigError(
             f"--epochs {epochs}: {run.path}'s {config.schedule} schedule is laid out over "
             f"{config.epochs} epochs and cannot be stretched mid-run; start a new run: "
-            f"digitlab train --config {run.config_path} --epochs {epochs}"
+            f"digitlab train --config {quote(str(run.config_path))} --epochs {epochs}"
         )
     return replace(config, epochs=epochs)
 
@@ -413,7 +414,7 @@ class Trainer:
             else:
                 self.echo(
                     f"test set not measured (--no-test): best epoch {self.best_epoch}; "
-                    f"`digitlab test {run.path}` measures it"
+                    f"`digitlab test {quote(str(run.path))}` measures it"
                 )
         return TrainResult(**vars(result), run_dir=run.path)
 
@@ -485,6 +486,6 @@ def train(
             if world.is_main:
                 echo(
                     f"interrupted after epoch {trainer.epoch}; "
-                    f"continue with: digitlab train --resume {run.path}"
+                    f"continue with: digitlab train --resume {quote(str(run.path))}"
                 )
             raise

@@ -96,10 +96,14 @@ def test_empty_splits_are_refused_and_leave_no_run_folder(tmp_path, capsys, flag
 def test_a_run_that_fails_at_its_start_leaves_no_folder(tmp_path, capsys):
     bad = tmp_path / "broken.npz"
     bad.write_bytes(b"not a zip")
-    out = tmp_path / "runs"
+    out = tmp_path / "runs" / "mine"
     assert main(["train", "--data", str(bad), "--out", str(out), "--quiet"]) == 2
     assert "not a readable .npz file" in one_error_line(capsys)
-    assert not any(out.iterdir())
+    assert not (tmp_path / "runs").exists()  # nor the --out folders its creation made
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "other.txt").write_text("a user's file")
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "kept"), "--quiet"]) == 2
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["other.txt"]
 
 
 def test_resume_refuses_settings_it_cannot_change(tmp_path, capsys):

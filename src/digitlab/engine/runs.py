@@ -89,11 +89,13 @@ class Run:
         self.best_path = self.path / "best.safetensors"
         self.last_path = self.path / "last.pt"
         self.result_path = self.path / "result.json"
+        self.made_parents: list[Path] = []  # folders above it that `create` made, deepest first
 
     @classmethod
     def create(cls, config: TrainConfig) -> Run:
         """Make a new, uniquely named run folder under `config.out_dir`."""
         parent = Path(config.out_dir)
+        missing = [folder for folder in [parent, *parent.parents] if not folder.exists()]
         base = config.run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{config.model}"
         for suffix in [""] + [f"-{i}" for i in range(2, 1000)]:
             path = parent / f"{base}{suffix}"
@@ -103,6 +105,7 @@ class Run:
             except FileExistsError:
                 continue
         run = cls(path)
+        run.made_parents = missing
         run.save_config(config)
         return run
 
@@ -110,14 +113,16 @@ class Run:
         atomic_write_json(self.config_path, config.to_dict())
 
     def discard(self) -> None:
-        """Delete a run folder that never got past its start (config and log only)."""
+        """Delete a run folder that never got past its start (config and log only), and the
+        folders above it that its creation made."""
         for name in (self.config_path, self.log_path):
             name.unlink(missing_ok=True)
         remove_stale_temporaries(self.path)
-        try:
-            self.path.rmdir()  # only if nothing else is in it
-        except OSError:
-            pass
+        for folder in [self.path, *self.made_parents]:
+            try:
+                folder.rmdir()  # only if nothing else is in it
+            except OSError:
+                return
 
     @classmethod
     def open(cls, path: str | Path) -> Run:

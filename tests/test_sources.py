@@ -63,6 +63,11 @@ def test_seed002_tensor_files(tmp_path, mnist_test, convert):
             "label 12 is out of range; expected 0-9",
         ),
         (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.full((5,), 0.5), "whole numbers"),
+        (
+            torch.zeros(5, 28, 28, dtype=torch.uint8),
+            torch.zeros(5, 28, 28),
+            r"shape N or N×1, got \(5, 28, 28\)",
+        ),
     ],
 )
 def test_bad_tensor_files(tmp_path, images, labels, message):

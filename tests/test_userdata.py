@@ -144,6 +144,22 @@ def test_image_folder_without_splits_holds_out_a_seventh(tmp_path, three_class_f
     assert (len(load_dataset(flat, "train")), len(load_dataset(flat, "test"))) == (343, 57)
 
 
+def test_an_empty_class_folder_is_named_not_dropped(tmp_path, mnist_test):
+    save_pngs(tmp_path / "set", mnist_test.images[:4], ["a", "a", "b", "b"])
+    (tmp_path / "set" / "c").mkdir()
+    (tmp_path / "set" / "c" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="class folder.s. c hold no images"):
+        load_dataset(tmp_path / "set", "train")
+
+
+def test_one_class_is_refused_before_training(tmp_path, mnist_test, capsys):
+    save_pngs(tmp_path / "set", mnist_test.images[:20], ["a"] * 20)
+    args = ["train", "--data", str(tmp_path / "set"), "--out", str(tmp_path / "runs"), "--quiet"]
+    assert main(args) == 2
+    assert "one class only (a); a classifier needs two or more" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_unreadable_image_is_named(tmp_path, mnist_test):
     save_pngs(tmp_path / "set", mnist_test.images[:4], ["a", "a", "b", "b"])
     (tmp_path / "set" / "b" / "broken.png").write_bytes(b"\x89PNG not really")

@@ -72,6 +72,14 @@ def read_image_folder(
     found = class_folders(folder)
     if not found:
         raise DataError(f"{folder}: no sub-folders with images; expected one folder per class (0/, 1/, ...)")
+    empty = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p not in found
+    )
+    if empty:  # a class with no images would silently be no class at all
+        raise DataError(
+            f"{folder}: class folder(s) {', '.join(empty)} hold no images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder"
+        )
     names = [p.name for p in found]
     classes = classes or names
     unknown = [n for n in names if n not in classes]

@@ -186,9 +186,13 @@ def _from_tensor_files(folder: Path, split: str) -> DigitData:
             f"{image_path}: expected images of shape N×28×28 or N×1×28×28, got {tuple(images.shape)}"
         )
     images = _as_uint8(images, image_path)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(f"{label_path}: expected labels of shape N or N×1, got {tuple(labels.shape)}")
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
         raise DataError(f"{label_path}: labels must be whole numbers")
-    return _checked(images, labels.reshape(-1), image_path, label_path, str(folder))
+    return _checked(images, labels, image_path, label_path, str(folder))
 
 
 def _from_npz(path: Path, split: str) -> DigitData:

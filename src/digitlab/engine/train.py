@@ -144,6 +144,10 @@ class Trainer:
             d.to(self.device) for d in full.split(config.val_split, config.validation_seed)
         )
         check_split_sizes(config, len(self.train_data), len(self.val_data))
+        if len(full.classes) < 2:
+            raise DataError(
+                f"{config.data}: one class only ({full.classes[0]}); a classifier needs two or more"
+            )
         if config.outliers:  # an extra "not a digit" class; validation and test stay digits only
             from digitlab.data.outliers import outlier_images  # fonts and shapes: not needed otherwise
 

@@ -420,3 +420,26 @@ def test_images_larger_than_the_working_size_are_shrunk_first_and_read_alike(mni
     assert small.width * small.height <= preprocess.WORKING_PIXELS < big.width * big.height
     reference = to_mnist(digit.resize((400, 400))).astype(float)
     assert np.corrcoef(to_mnist(big).astype(float).ravel(), reference.ravel())[0, 1] > 0.9
+
+
+def test_tensors_lists_and_one_channel_arrays_read_like_the_array(mnist_test):
+    import torch
+
+    seven = mnist_test.images[0]  # a torch tensor, as load_dataset gives it
+    expected = to_mnist(seven.numpy())
+    for source in (seven, seven.numpy()[:, :, None], seven.numpy()[None], seven.tolist()):
+        assert np.array_equal(to_mnist(source), expected)
+    assert np.array_equal(to_mnist(seven.to(torch.float32) / 255), expected)
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (np.full((28, 28), np.nan), "no finite pixel value"),
+        ([[1, 2], [3]], "not an image, nor an array of pixels"),
+        (np.zeros((3, 28, 28)), r"expected an H×W, H×W×1, H×W×3 or H×W×4 array, got shape \(3, 28, 28\)"),
+    ],
+)
+def test_arrays_that_are_no_image_are_refused_by_name(source, message):
+    with pytest.raises(DataError, match=message):
+        to_mnist(source, "drawing")

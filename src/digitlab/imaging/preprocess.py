@@ -37,14 +37,14 @@ MNIST_STROKE = 2.6  # median stroke width of MNIST test digits (28x28), in pixel
 STROKE_CORE = 0.5
 SHORT_STROKE = 0.5  # a stroke shorter than this part of the line's height is a piece of a character
 MIN_PART = 0.1  # a character with less ink than this part of the largest one's is a speck, dot or dash
-ImageSource = str | Path | bytes | Image.Image | np.ndarray
+ImageSource = str | Path | bytes | Image.Image | np.ndarray  # or what numpy reads as one: a tensor, lists
 
 
 def open_image(source: ImageSource, name: str = "image") -> Image.Image:
     """An upright PIL image (EXIF orientation applied) from a path, bytes, a PIL image or an
     array; the first frame of an animation."""
-    if isinstance(source, np.ndarray):
-        return _from_array(source, name)
+    if not isinstance(source, (str, Path, bytes, bytearray, memoryview, Image.Image)):
+        return _from_array(source, name)  # a numpy array, or anything numpy reads as one (a tensor)
     if isinstance(source, (str, Path)):
         name = str(source)
         source = read_limited(source, MAX_FILE_BYTES)
@@ -72,14 +72,19 @@ def open_image(source: ImageSource, name: str = "image") -> Image.Image:
         raise DataError(f"{name}: broken or truncated image ({err})") from None
 
 
-def _from_array(array: np.ndarray, name: str) -> Image.Image:
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
+def _from_array(source, name: str) -> Image.Image:
+    try:
+        array = np.asarray(source)
+    except (TypeError, ValueError, RuntimeError) as err:  # ragged lists, tensors on a GPU
+        raise DataError(f"{name}: not an image, nor an array of pixels ({err})") from None
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[2]):  # one channel, first or last
+        array = array[0] if array.shape[0] == 1 else array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or not array.size:
-        raise DataError(f"{name}: expected an H×W, H×W×3 or H×W×4 array, got shape {array.shape}")
+        raise DataError(f"{name}: expected an H×W, H×W×1, H×W×3 or H×W×4 array, got shape {array.shape}")
     if array.dtype.kind not in "buif":
         raise DataError(f"{name}: expected an array of numbers, got {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).any():
+        raise DataError(f"{name}: no finite pixel value (all NaN or infinite)")
     if array.dtype != np.uint8:
         array = np.round(_unit_range(array.astype(np.float64)) * 255).astype(np.uint8)
     return Image.fromarray(array)

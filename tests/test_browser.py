@@ -104,6 +104,18 @@ def test_uploading_a_photo(page, tmp_path, mnist_test):
     expect(page.locator("#confidence")).to_contain_text("% sure")
 
 
+def test_the_upload_is_reached_and_opened_from_the_keyboard(page):
+    page.focus("#clear")
+    for _ in range(3):  # Clear, Undo when it is enabled, then the upload
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "upload":
+            break
+    assert page.evaluate("document.activeElement.id") == "upload"
+    with page.expect_file_chooser(timeout=5000) as chooser:
+        page.keyboard.press("Space")
+    assert not chooser.value.is_multiple()
+
+
 def test_the_model_is_named_on_load(page, trained_checkpoint):
     expect(page.locator("#model")).to_have_text(f"model: {trained_checkpoint / 'best.safetensors'} (fastcnn)")
 

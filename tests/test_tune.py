@@ -19,13 +19,16 @@ from digitlab.cli.training_flags import train_config_from_args
 from digitlab.cli.tune import fixed_settings
 from digitlab.engine.runs import Run
 from digitlab.engine.tune import (
+    check_same_search,
     open_storage,
     open_study,
     searched_settings,
+    study_settings,
     trial_config,
     trial_heading,
     tune,
 )
+from digitlab.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -64,6 +67,19 @@ def test_flags_given_are_fixed_and_the_rest_is_searched(tmp_path):
     ]
     config = trial_config(FixedTrial({"dropout": 0.3}), wide, ["dropout"], tmp_path)
     assert config.model_kwargs == {"dropout": 0.3}
+
+
+def test_a_study_continues_only_with_the_settings_it_started_with(tmp_path):
+    def settings(*flags: str) -> dict:
+        args = build_parser().parse_args(["tune", "--preset", "fast", *flags])
+        base, fixed = train_config_from_args(args), fixed_settings(args)
+        return study_settings(base, searched_settings(base, fixed))
+
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "tune", 0, None)
+    check_same_search(study, settings("--epochs", "1"))  # recorded
+    check_same_search(study, settings("--epochs", "1", "--threads", "2"))  # how trials run: no matter
+    with pytest.raises(ConfigError, match=r"other settings \(epochs, lr differ\)"):
+        check_same_search(study, settings("--epochs", "2", "--lr", "1e-3"))
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() outside optimize

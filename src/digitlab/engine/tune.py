@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import json
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -106,6 +107,40 @@ def open_study(
         )
 
 
+# where a trial's run goes and how fast it computes: not what is searched or how trials compare
+HOW_RUN = {"eval_batch_size", "device", "threads", "compile", "tensorboard", "mlflow", "out_dir", "run_name"}
+
+
+def study_settings(base: TrainConfig, searched: list[str]) -> dict:
+    """What makes a study's trials comparable: the settings searched, and the others' values."""
+    fixed = {k: v for k, v in base.to_dict().items() if k not in HOW_RUN and k not in searched}
+    return {"searched": searched, "fixed": fixed}
+
+
+def check_same_search(study: optuna.Study, settings: dict) -> None:
+    """Record the study's settings when it starts; refuse to continue it with others, since its
+    trials would then not be comparable (a changed flag would otherwise be silently ignored)."""
+    recorded = study.user_attrs.get("settings")
+    if recorded is None:
+        study.set_user_attr("settings", json.loads(json.dumps(settings)))  # as stored: lists, not tuples
+        return
+    settings = json.loads(json.dumps(settings))
+    if recorded == settings:
+        return
+    changed = sorted(
+        {
+            k
+            for k in {*recorded["fixed"], *settings["fixed"]}
+            if recorded["fixed"].get(k) != settings["fixed"].get(k)
+        }
+        | set(recorded["searched"]) ^ set(settings["searched"])
+    )
+    raise ConfigError(
+        f"study {study.study_name!r} was started with other settings ({', '.join(changed)} differ); "
+        "continue it with its first command's flags, or start a new one with --study-name or --out"
+    )
+
+
 def trial_heading(trial: optuna.Trial, study: optuna.Study, n_trials: int) -> str:
     """ "--- trial 3 (2 of 10 done, best val 98.71 % in trial 1): lr=0.003, ..." for the log."""
     done = study.get_trials(deepcopy=False, states=FINISHED)
@@ -152,6 +187,7 @@ def tune(
         base.seed,
         pruner or optuna.pruners.MedianPruner(),
     )
+    check_same_search(study, study_settings(base, searched))
 
     def objective(trial: optuna.Trial) -> float:
         config = trial_config(trial, base, searched, folder)

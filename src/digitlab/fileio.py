@@ -8,10 +8,10 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from digitlab.errors import DataError
+from digitlab.errors import ConfigError, DataError
 
 MAX_DATA_BYTES = 4 * 1024**3  # a data file this large is a mistake (EMNIST's largest split is 0.6 GB)
 
@@ -129,3 +129,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def refuse_existing(paths: Iterable[str | Path], overwrite: bool, flag: str = "--out") -> None:
+    """One clear error (exit 2) before anything is written if a file would be replaced."""
+    if overwrite:
+        return
+    existing = [str(path) for path in paths if Path(path).exists()]
+    if existing:
+        raise ConfigError(f"{', '.join(existing)}: already exists; pass --overwrite or choose another {flag}")

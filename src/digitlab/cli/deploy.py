@@ -9,13 +9,14 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING
 
-from digitlab.cli.output import add_json_flag, print_json, refuse_existing
+from digitlab.cli.output import add_json_flag, print_json
 from digitlab.cli.output import progress as output_progress
 from digitlab.engine.pretrained import DEFAULT_MODEL, shipped_weights
 from digitlab.errors import ConfigError, DigitlabError
-from digitlab.fileio import atomic_write
+from digitlab.fileio import atomic_write, refuse_existing
 from digitlab.serve.settings import Batching
 
 if TYPE_CHECKING:  # the model-side imports wait until a command needs them (`train` never does)
@@ -101,7 +102,9 @@ def no_images_message(folder: Path) -> str:
     suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
     message = f"{folder}: folder holds no images ({suffixes}); sub-folders are not searched"
     if is_image_folder(folder):
-        message += f"; to measure a model on its class folders: digitlab test CHECKPOINT --data {folder}"
+        message += (
+            f"; to measure a model on its class folders: digitlab test CHECKPOINT --data {quote(str(folder))}"
+        )
     return message
 
 

@@ -2,7 +2,8 @@
 
 - `--json`: one JSON object on stdout (one per line for streams), nothing else on stdout.
 - `--out`: where to write — a file for single-file outputs, a folder for multi-file ones;
-  files that exist are never replaced without `--overwrite`.
+  files that exist are never replaced without `--overwrite` (`digitlab.fileio.refuse_existing`,
+  which the library's own writers, such as the ONNX export, call too).
 - progress bars go to stderr, only on a terminal and never with `--json`.
 """
 
@@ -13,9 +14,6 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-
-from digitlab.errors import ConfigError
 
 
 def add_json_flag(parser: argparse.ArgumentParser, what: str = "print one JSON object") -> None:
@@ -33,15 +31,6 @@ def add_deprecated_alias(parser: argparse.ArgumentParser, flag: str, dest: str, 
 
 def print_json(value) -> None:
     print(json.dumps(value, default=str))
-
-
-def refuse_existing(paths: Iterable[Path], overwrite: bool, flag: str = "--out") -> None:
-    """One clear error (exit 2) before anything is written if a file would be replaced."""
-    if overwrite:
-        return
-    existing = [str(path) for path in paths if Path(path).exists()]
-    if existing:
-        raise ConfigError(f"{', '.join(existing)}: already exists; pass --overwrite or choose another {flag}")
 
 
 def progress(iterable: Iterable, as_json: bool = False, **kwargs):

@@ -12,11 +12,11 @@ from digitlab.cli.output import (
     add_overwrite_flag,
     print_json,
     progress,
-    refuse_existing,
     step_progress,
 )
 from digitlab.config import EVAL_BATCH_SIZE
 from digitlab.errors import ConfigError
+from digitlab.fileio import refuse_existing
 
 
 def add_test(commands) -> None:

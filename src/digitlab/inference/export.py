@@ -14,8 +14,8 @@ import torch
 from digitlab.data.digitdata import to_pixels
 from digitlab.data.sources import load_dataset
 from digitlab.engine.checkpoint import load_checkpoint
-from digitlab.errors import ConfigError, DigitlabError
-from digitlab.fileio import atomic_write_bytes
+from digitlab.errors import DigitlabError
+from digitlab.fileio import atomic_write_bytes, refuse_existing
 
 
 @dataclass
@@ -45,8 +45,7 @@ def export_onnx(
         raise DigitlabError("ONNX export needs the export extra: pip install 'digitlab[export]'") from None
     checkpoint = load_checkpoint(checkpoint_path)
     out = Path(out) if out else Path(checkpoint.path).with_suffix(".onnx")
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
+    refuse_existing([out], overwrite)
     model = checkpoint.model.to(memory_format=torch.contiguous_format).eval()
     example = torch.zeros(2, 1, 28, 28)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-op notices are noise here

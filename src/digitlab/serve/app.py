@@ -251,7 +251,6 @@ class Service:
         """Admit a request of `kind` (503 beyond max_pending of that kind in progress), read its
         images and answer `{kind: await work(images, multi), "milliseconds": ...}`."""
         if self.in_progress[kind] >= self.batching.max_pending:
-            await drain(request, self.limits.max_bytes)
             raise RequestError(
                 503, f"the server is busy ({self.in_progress[kind]} requests in progress); try again"
             )
@@ -319,18 +318,27 @@ async def model(request: Request) -> dict:
     return service(request).model_info()
 
 
+async def refusal(request: Request, status: int, message: str, code: str) -> JSONResponse:
+    """A 4xx or 503 answer, after the rest of a small body is read: the answer closes the
+    connection, and one closed on a body still arriving is reset, so the client would see the
+    reset instead of the answer (see `drain`)."""
+    await drain(request, service(request).limits.max_bytes)
+    return error_response(status, message, code)
+
+
 async def request_error(request: Request, error: RequestError) -> JSONResponse:
-    return error_response(error.status, error.message, error.code)
+    return await refusal(request, error.status, error.message, error.code)
 
 
 async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-    return error_response(
-        error.status_code, str(error.detail), RequestError.CODES.get(error.status_code, "error")
+    return await refusal(
+        request, error.status_code, str(error.detail), RequestError.CODES.get(error.status_code, "error")
     )
 
 
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    return error_response(422, str(error.errors()[0].get("msg", "invalid request")), "unreadable_input")
+    message = str(error.errors()[0].get("msg", "invalid request"))
+    return await refusal(request, 422, message, "unreadable_input")
 
 
 async def internal_error(request: Request, error: Exception) -> JSONResponse:

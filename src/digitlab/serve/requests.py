@@ -64,15 +64,16 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 async def drain(request: Request, max_bytes: int) -> None:
-    """Read and drop a body of at most `max_bytes` (by its Content-Length) before an answer that
-    needs none of it: a connection closed with its body unread is reset, and the client then sees
-    the reset instead of the answer. A longer body is left unread: closing is cheaper."""
+    """Read and drop what is left of a body of at most `max_bytes` (by its Content-Length) before
+    an answer that needs none of it: a connection closed with its body unread is reset, and the
+    client then sees the reset instead of the answer. A longer body is left unread: closing is
+    cheaper. A body read already is not read again."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) <= max_bytes:
         try:
-            async for _ in request.stream():
+            async for _ in request.stream():  # the cached body, if `read_body` read it
                 pass
-        except ClientDisconnect:
+        except (ClientDisconnect, RuntimeError):  # RuntimeError: a stream consumed, not cached
             pass
 
 
@@ -151,7 +152,6 @@ async def read_images(request: Request, limits: Limits) -> tuple[list[tuple[str,
     multi = multi_flag(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("multipart/form-data", "application/json"):
-        await drain(request, limits.max_bytes)
         raise RequestError(
             415,
             f"unsupported content type {kind or '(none)'!r}: send multipart/form-data "

@@ -120,11 +120,11 @@ def study_settings(base: TrainConfig, searched: list[str]) -> dict:
 def check_same_search(study: optuna.Study, settings: dict) -> None:
     """Record the study's settings when it starts; refuse to continue it with others, since its
     trials would then not be comparable (a changed flag would otherwise be silently ignored)."""
+    settings = json.loads(json.dumps(settings))  # as the storage gives it back: lists, not tuples
     recorded = study.user_attrs.get("settings")
     if recorded is None:
-        study.set_user_attr("settings", json.loads(json.dumps(settings)))  # as stored: lists, not tuples
+        study.set_user_attr("settings", settings)
         return
-    settings = json.loads(json.dumps(settings))
     if recorded == settings:
         return
     changed = sorted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,6 +79,13 @@ def on_second_epoch(action):
 
 def ctrl_c(trainer) -> None:
     raise KeyboardInterrupt
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def quick_config(tmp_path: Path, **overrides) -> TrainConfig:

@@ -81,9 +81,6 @@ class MirrorServer:
 
 def dead_url() -> str:
     """A URL on a port where nothing listens (connection refused)."""
-    import socket
+    from conftest import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{free_port()}/"

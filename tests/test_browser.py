@@ -4,7 +4,6 @@ import base64
 import io
 import itertools
 import math
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from conftest import free_port
 from digitlab.inference import Predictor
 from digitlab.serve.app import png_data_url
 
 pytestmark = pytest.mark.slow  # a server process and a browser: end to end
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

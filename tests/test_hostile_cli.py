@@ -11,7 +11,7 @@ import threading
 import pytest
 import torch
 
-from conftest import quick_config
+from conftest import free_port, quick_config
 from digitlab.cli import main
 from digitlab.engine.runs import Run
 from digitlab.engine.train import train
@@ -189,10 +189,7 @@ def test_serve_checks_its_address_before_it_says_it_serves(taken_port, capsys, w
 
 
 def test_serve_with_a_missing_checkpoint_never_says_it_serves(capsys):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert main(["serve", "/nonexistent/run", "--port", str(port), "--workers", "1"]) == 2
+    assert main(["serve", "/nonexistent/run", "--port", str(free_port()), "--workers", "1"]) == 2
     captured = capsys.readouterr()
     assert "checkpoint not found" in captured.err and "serving on" not in captured.out
 

@@ -24,15 +24,11 @@ import pytest
 from PIL import Image
 from prometheus_client.mmap_dict import MmapedDict
 
+from conftest import free_port
+
 pytestmark = pytest.mark.slow  # server processes: end to end
 
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -198,3 +198,14 @@ def test_serve_refuses_a_port_out_of_range(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "fast", "--port", "99999"])
     assert exit_info.value.code == 2 and "'99999' is not a port number" in capsys.readouterr().err
+
+
+def test_a_run_still_training_is_not_resumed_beside_it(tmp_path, capsys):
+    run = Run.create(quick_config(tmp_path))
+    (run.path / ".best.safetensors.live.tmp").write_bytes(b"being written")  # the live run's write
+    with run.held():  # as the process training it holds it
+        assert main(["train", "--resume", str(run.path), "--quiet"]) == 2
+    assert "another process is training this run" in one_error_line(capsys)
+    assert (run.path / ".best.safetensors.live.tmp").exists()  # its temporaries left alone
+    with run.held():  # and released when that process's hold ends
+        pass

@@ -11,9 +11,13 @@ resumable state and result. Every other module reads and writes a run through `R
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,6 +112,22 @@ class Run:
         run.made_parents = missing
         run.save_config(config)
         return run
+
+    @contextmanager
+    def held(self) -> Iterator[Run]:
+        """This run folder for this process alone while the block runs: a second process that
+        would train it at the same time (a --resume while the run still goes) is refused."""
+        folder = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DigitlabError(
+                    f"{self.path}: another process is training this run; let it end, or stop it, first"
+                ) from None
+            yield self
+        finally:
+            os.close(folder)  # and with it the lock
 
     def save_config(self, config: TrainConfig) -> None:
         atomic_write_json(self.config_path, config.to_dict())

@@ -7,6 +7,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from shlex import quote
@@ -435,61 +436,66 @@ def train(
     in all, when given: a resumed run can be extended). `on_epoch(epoch, val metrics)` runs
     after each epoch is saved; returning False stops the run there, as early stopping does."""
     world = distributed.current_world()
-    if resume is not None:
-        run = Run.open(resume)
-        remove_stale_temporaries(run.path)  # left by a kill -9 in the middle of a write
-        config = extend_epochs(run.config(), epochs, run)
-    validate_config(config)
-    if progress is None:
-        progress = sys.stderr.isatty() and not quiet
-    progress = progress and world.is_main
-
-    device = resolve_device(config.device)
-    if world.distributed and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
-    distributed.init_process_group(world, device)
-
-    if world.is_main and resume is None:
-        run = Run.create(config)
-    elif resume is None:
-        run = None
-    run = distributed.broadcast_object(run, world)
-
-    def echo(line: str) -> None:
-        run.log(line)
-        if not quiet:
-            tqdm.write(line)
-
-    try:
-        trainer = Trainer(config, run, progress, echo, world, device, on_epoch)
-    except BaseException:
-        if resume is None and world.is_main:
-            run.discard()  # a run that never started leaves no folder behind
-        raise
-    if resume is not None and world.is_main and config.epochs != run.config().epochs:
-        run.save_config(config)
-    if resume is not None and run.has_last():
-        trainer.load_state(run.load_last())
-        if not trainer.history:  # state saved before it carried the metrics rows
-            trainer.history = [r for r in run.metrics() if r["epoch"] <= trainer.epoch]
-        if world.is_main:
-            echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
-    elif resume is not None and world.is_main:
-        echo(f"resuming {run.path}: no epoch had finished, so it starts from epoch 1")
-    elif world.is_main:
-        echo(
-            f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
-            f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, device {trainer.device} "
-            f"({'bfloat16' if trainer.bfloat16 else 'float32'}); "
-            f"{len(trainer.train_data.classes)} classes, {balance_line(trainer.train_data.class_counts())}"
-        )
-    with trainer.tracking.start(trainer.epoch):
-        try:
-            return trainer.fit()
-        except KeyboardInterrupt:
+    with ExitStack() as holding:  # the run folder: this process's alone while it trains
+        if resume is not None:
+            run = Run.open(resume)
             if world.is_main:
-                echo(
-                    f"interrupted after epoch {trainer.epoch}; "
-                    f"continue with: digitlab train --resume {quote(str(run.path))}"
-                )
+                holding.enter_context(run.held())  # before its temporaries, which a live run writes
+            remove_stale_temporaries(run.path)  # left by a kill -9 in the middle of a write
+            config = extend_epochs(run.config(), epochs, run)
+        validate_config(config)
+        if progress is None:
+            progress = sys.stderr.isatty() and not quiet
+        progress = progress and world.is_main
+
+        device = resolve_device(config.device)
+        if world.distributed and device.type == "cuda":
+            device = torch.device("cuda", world.local_rank)
+        distributed.init_process_group(world, device)
+
+        if world.is_main and resume is None:
+            run = Run.create(config)
+            holding.enter_context(run.held())
+        elif resume is None:
+            run = None
+        run = distributed.broadcast_object(run, world)
+
+        def echo(line: str) -> None:
+            run.log(line)
+            if not quiet:
+                tqdm.write(line)
+
+        try:
+            trainer = Trainer(config, run, progress, echo, world, device, on_epoch)
+        except BaseException:
+            if resume is None and world.is_main:
+                run.discard()  # a run that never started leaves no folder behind
             raise
+        if resume is not None and world.is_main and config.epochs != run.config().epochs:
+            run.save_config(config)
+        if resume is not None and run.has_last():
+            trainer.load_state(run.load_last())
+            if not trainer.history:  # state saved before it carried the metrics rows
+                trainer.history = [r for r in run.metrics() if r["epoch"] <= trainer.epoch]
+            if world.is_main:
+                echo(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
+        elif resume is not None and world.is_main:
+            echo(f"resuming {run.path}: no epoch had finished, so it starts from epoch 1")
+        elif world.is_main:
+            echo(
+                f"run {run.path}: {config.model} on {config.data}, {len(trainer.train_data)} train / "
+                f"{len(trainer.val_data)} val / {len(trainer.test_data)} test images, "
+                f"device {trainer.device} ({'bfloat16' if trainer.bfloat16 else 'float32'}); "
+                f"{len(trainer.train_data.classes)} classes, "
+                f"{balance_line(trainer.train_data.class_counts())}"
+            )
+        with trainer.tracking.start(trainer.epoch):
+            try:
+                return trainer.fit()
+            except KeyboardInterrupt:
+                if world.is_main:
+                    echo(
+                        f"interrupted after epoch {trainer.epoch}; "
+                        f"continue with: digitlab train --resume {quote(str(run.path))}"
+                    )
+                raise
